@@ -1,0 +1,170 @@
+"""Typed configuration: one YAML file, merged over the defaults, validated against config/schema.yaml."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pipeline.engines.base import EngineSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
+SCHEMA = PROJECT_ROOT / "config" / "schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config value that fails the schema; the message names the field."""
+
+
+@dataclass
+class FieldMap:
+    problem: str
+    answer: str
+    id: str | None = None
+
+
+@dataclass
+class ProblemsConfig:
+    source: str
+    fields: FieldMap
+    shard_size: int
+    split: str = "train"
+    subset: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class PolicyConfig:
+    engine: str
+    prompt: str
+    width: int
+    max_depth: int
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_step_tokens: int = 96
+    step_delimiter: str = "\n\n"
+
+
+@dataclass
+class CriticConfig:
+    engine: str
+    prompt: str
+    keep: int
+    temperature: float = 0.0
+    max_tokens: int = 128
+    repetition_penalty: float = 1.0
+
+
+@dataclass
+class AnswerCheckConfig:
+    workers: int = 1
+    timeout_s: int = 5
+
+
+@dataclass
+class ThoughtsConfig:
+    journeys_per_tree: int = 1
+    max_trials: int = 2
+    detour_depth: int = 2
+    detour_probability: float = 1.0
+    transitions: str = "prompts/transitions.yaml"
+
+
+@dataclass
+class PolishConfig:
+    enabled: bool
+    engine: str
+    prompt: str
+    temperature: float = 0.3
+    max_tokens: int = 1024
+    min_step_similarity: float = 80.0
+
+
+@dataclass
+class Config:
+    run: str
+    output_root: str
+    seed: int
+    problems: ProblemsConfig
+    engines: dict[str, EngineSettings]
+    policy: PolicyConfig
+    critic: CriticConfig
+    answer_check: AnswerCheckConfig
+    thoughts: ThoughtsConfig
+    polish: PolishConfig
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_root) / self.run
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def validate(raw: dict) -> None:
+    """Raise ConfigError naming the first bad field (schema, then cross-field engine references)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"config field {where}: {err.message}")
+    for section in ("policy", "critic", "polish"):
+        name = raw[section]["engine"]
+        if name not in raw["engines"]:
+            known = ", ".join(sorted(raw["engines"]))
+            raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
+
+
+def _build(cls, data: dict):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def from_dict(raw: dict) -> Config:
+    validate(raw)
+    problems = dict(raw["problems"])
+    problems["fields"] = _build(FieldMap, problems["fields"])
+    return Config(
+        run=raw["run"],
+        output_root=raw["output_root"],
+        seed=raw["seed"],
+        problems=_build(ProblemsConfig, problems),
+        engines={n: EngineSettings(name=n, **e) for n, e in raw["engines"].items()},
+        policy=_build(PolicyConfig, raw["policy"]),
+        critic=_build(CriticConfig, raw["critic"]),
+        answer_check=_build(AnswerCheckConfig, raw.get("answer_check", {})),
+        thoughts=_build(ThoughtsConfig, raw.get("thoughts", {})),
+        polish=_build(PolishConfig, raw["polish"]),
+        raw=raw,
+    )
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """The defaults, then the file at `path` (if any), then `overrides`, validated."""
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    if path is not None:
+        try:
+            user = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(user, dict):
+            raise ConfigError(f"config file {path}: expected a mapping at the top level")
+        raw = deep_merge(raw, user)
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return from_dict(raw)

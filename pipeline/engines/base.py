@@ -1,0 +1,98 @@
+"""The engine protocol every backend implements: prompts in, n completions per prompt out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt as chat messages.
+
+    continue_final: the last message is a partial assistant turn the model continues
+    (single-step policy) instead of answering a new turn.
+    json_schema: a JSON schema (as a sorted JSON string, so requests stay hashable) the
+    output must follow; engines enforce it with structured output.
+    """
+
+    messages: tuple[tuple[str, str], ...]
+    n: int = 1
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    continue_final: bool = False
+    json_schema: str | None = None
+
+    @staticmethod
+    def chat(messages: Sequence[dict], **kwargs) -> "Request":
+        return Request(messages=tuple((m["role"], m["content"]) for m in messages), **kwargs)
+
+    def message_dicts(self) -> list[dict]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def schema(self) -> dict | None:
+        return json.loads(self.json_schema) if self.json_schema else None
+
+
+def schema_string(schema: dict) -> str:
+    return json.dumps(schema, sort_keys=True)
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: int
+    finish_reason: str  # "stop" (EOS or a stop string), "length", or "error"
+    error: str = ""
+
+
+@dataclass
+class EngineStats:
+    calls: int = 0
+    requests: int = 0
+    completions: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    engine_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Engine(Protocol):
+    label: str  # model name as recorded in outputs
+    stats: EngineStats
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        """n completions for each request, in request order. One call = one engine batch."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class EngineSettings:
+    """How to reach one model; config's `engines.<name>`."""
+
+    name: str
+    kind: str  # "vllm" | "openai"
+    model: str
+    # vllm
+    max_model_len: int | None = 4096
+    gpu_memory_utilization: float = 0.3
+    enforce_eager: bool = True
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    enable_prefix_caching: bool = True
+    vllm_kwargs: dict = field(default_factory=dict)
+    # openai
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = 16
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    extra_body: dict = field(default_factory=dict)
+    supports_continue_final: bool = True

@@ -1,0 +1,89 @@
+"""In-process vLLM: the whole batch of a tree level goes to the engine in one generate call."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Sequence
+
+from pipeline.engines.base import Completion, EngineSettings, EngineStats, Request
+from pipeline.model_files import cache_root, resolve_model
+
+
+def _cpu_defaults() -> None:
+    # Measured on 2-core CPU machines: using both cores is ~1.5x faster than vLLM's default of
+    # reserving one, and the compile cache belongs in the workspace, not $HOME.
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_root() / "vllm"))
+
+
+class VLLMEngine:
+    def __init__(self, settings: EngineSettings):
+        _cpu_defaults()
+        from vllm import LLM
+
+        self.label = settings.model
+        self.stats = EngineStats()
+        kwargs = dict(
+            model=resolve_model(settings.model),
+            dtype=settings.dtype,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            enforce_eager=settings.enforce_eager,
+            enable_prefix_caching=settings.enable_prefix_caching,
+        )
+        if settings.max_model_len:
+            kwargs["max_model_len"] = settings.max_model_len
+        kwargs.update(settings.vllm_kwargs)
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def render(self, request: Request) -> str:
+        return self.tokenizer.apply_chat_template(
+            request.message_dicts(),
+            tokenize=False,
+            add_generation_prompt=not request.continue_final,
+            continue_final_message=request.continue_final,
+        )
+
+    def _sampling(self, request: Request):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        schema = request.schema()
+        return SamplingParams(
+            n=request.n,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=list(request.stop) or None,
+            seed=request.seed,
+            structured_outputs=StructuredOutputsParams(json=schema) if schema else None,
+        )
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        if not requests:
+            return []
+        prompts = [self.render(r) for r in requests]
+        params = [self._sampling(r) for r in requests]
+        start = time.perf_counter()
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        self.stats.engine_s += time.perf_counter() - start
+        self.stats.calls += 1
+        self.stats.requests += len(requests)
+        results = []
+        for out in outputs:
+            self.stats.prompt_tokens += len(out.prompt_token_ids or ())
+            comps = []
+            for c in out.outputs:
+                tokens = len(c.token_ids)
+                self.stats.completion_tokens += tokens
+                finish = "length" if c.finish_reason == "length" else "stop"
+                comps.append(Completion(text=c.text, tokens=tokens, finish_reason=finish))
+            self.stats.completions += len(comps)
+            results.append(comps)
+        return results
+
+    def close(self) -> None:
+        # Drop the engine so its worker process and memory are released before the stage ends.
+        del self.llm

@@ -1,0 +1,1 @@
+"""Reasoning trees: the node model, parquet schema, and long-thought derivation."""

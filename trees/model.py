@@ -1,0 +1,135 @@
+"""The reasoning-tree model: one row per node, grouped into one tree per problem."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+
+ROOT_ID = 0
+VERDICTS = ("correct", "incorrect", "unknown")
+
+NODE_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("node_id", pa.int64()),
+        ("parent_id", pa.int64()),
+        ("depth", pa.int64()),
+        ("step", pa.string()),
+        ("is_terminal", pa.bool_()),
+        ("answer", pa.string()),
+        ("answer_correct", pa.bool_()),
+        ("score", pa.float64()),
+        ("verdict", pa.string()),
+        ("rationale", pa.string()),
+        ("scorer", pa.string()),
+        ("kept", pa.bool_()),
+        ("prune_reason", pa.string()),
+        ("tokens", pa.int64()),
+        ("model", pa.string()),
+    ]
+)
+
+
+@dataclass
+class Node:
+    """One reasoning step. The root (node_id 0, parent_id -1) holds the problem text as its step.
+
+    answer is the extracted final answer of a terminal node (None when it gave none);
+    answer_correct is None until checked. prune_reason is "" for kept nodes.
+    """
+
+    problem_id: str
+    node_id: int
+    parent_id: int
+    depth: int
+    step: str
+    is_terminal: bool = False
+    answer: str | None = None
+    answer_correct: bool | None = None
+    score: float | None = None
+    verdict: str = "unknown"
+    rationale: str = ""
+    scorer: str = ""
+    kept: bool = True
+    prune_reason: str = ""
+    tokens: int = 0
+    model: str = ""
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id < 0
+
+
+NODE_FIELDS = tuple(f.name for f in fields(Node))
+assert NODE_FIELDS == tuple(NODE_SCHEMA.names), "Node and NODE_SCHEMA must list the same columns"
+
+
+class Tree:
+    """Nodes of one problem, indexed by id, with children in generation order."""
+
+    def __init__(self, problem_id: str, nodes: Iterable[Node], reference: str = ""):
+        self.problem_id = problem_id
+        self.reference = reference
+        self.nodes: dict[int, Node] = {}
+        self.children: dict[int, list[int]] = {}
+        for node in sorted(nodes, key=lambda n: n.node_id):
+            if node.node_id in self.nodes:
+                raise ValueError(f"problem {problem_id}: duplicate node_id {node.node_id}")
+            self.nodes[node.node_id] = node
+            self.children.setdefault(node.node_id, [])
+        for node in self.nodes.values():
+            if node.is_root:
+                continue
+            if node.parent_id not in self.nodes:
+                raise ValueError(
+                    f"problem {problem_id}: node {node.node_id} has unknown parent {node.parent_id}"
+                )
+            self.children[node.parent_id].append(node.node_id)
+        if ROOT_ID not in self.nodes or not self.nodes[ROOT_ID].is_root:
+            raise ValueError(f"problem {problem_id}: no root node (node_id {ROOT_ID}, parent_id -1)")
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[ROOT_ID]
+
+    @property
+    def problem(self) -> str:
+        return self.root.step
+
+    def path(self, node_id: int) -> list[int]:
+        """Node ids from the root down to node_id."""
+        out = [node_id]
+        while not self.nodes[out[-1]].is_root:
+            out.append(self.nodes[out[-1]].parent_id)
+        return out[::-1]
+
+    def is_leaf(self, node_id: int) -> bool:
+        return not self.children[node_id]
+
+    def leaves(self) -> list[int]:
+        return [i for i in self.nodes if i != ROOT_ID and self.is_leaf(i)]
+
+    def correct_leaves(self) -> list[int]:
+        return [i for i, n in self.nodes.items() if n.is_terminal and n.answer_correct]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes.values())
+
+
+def nodes_to_table(nodes: Iterable[Node]) -> pa.Table:
+    rows = [asdict(n) for n in nodes]
+    return pa.Table.from_pylist(rows, schema=NODE_SCHEMA)
+
+
+def trees_from_table(table: pa.Table, references: dict[str, str] | None = None) -> list[Tree]:
+    """Group a node table into trees, in order of first appearance of each problem."""
+    references = references or {}
+    grouped: dict[str, list[Node]] = {}
+    for row in table.select(list(NODE_FIELDS)).to_pylist():
+        grouped.setdefault(row["problem_id"], []).append(Node(**row))
+    return [Tree(pid, nodes, references.get(pid, "")) for pid, nodes in grouped.items()]
