@@ -82,6 +82,7 @@ class PolishConfig:
     prompt: str
     temperature: float = 0.3
     max_tokens: int = 1024
+    repetition_penalty: float = 1.0
     min_step_similarity: float = 80.0
 
 
@@ -117,7 +118,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 def validate(raw: dict) -> None:
     """Raise ConfigError naming the first bad field (schema, then cross-field engine references)."""
     schema = yaml.safe_load(SCHEMA.read_text())
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

@@ -22,6 +22,7 @@ class Request:
     max_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
+    repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
     continue_final: bool = False

@@ -56,6 +56,7 @@ class VLLMEngine:
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
+            repetition_penalty=request.repetition_penalty,
             stop=list(request.stop) or None,
             seed=request.seed,
             structured_outputs=StructuredOutputsParams(json=schema) if schema else None,

@@ -1,0 +1,105 @@
+# Journey-learning data: problems -> trees -> thoughts -> polished -> sft, one job per shard and stage.
+# Rules stay thin: each calls the project's CLI, so any step also runs by hand (see README.md).
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import from_dict
+
+configfile: "config/config.yaml"
+from_dict(config)  # config/schema.yaml plus cross-field checks; the error names the bad field
+
+RUN = Path(config["output_root"]) / config["run"]
+CFG = RUN / "config.yaml"
+PY = f"{sys.executable} -m pipeline"  # the interpreter running Snakemake, so jobs see the same packages
+
+wildcard_constraints:
+    shard=r"shard-\d{5}",
+
+
+def polished_shards(wildcards):
+    shards = glob_wildcards(Path(checkpoints.problems.get().output[0]) / "{shard}.parquet").shard
+    return expand(RUN / "polished/{shard}.parquet", shard=sorted(s for s in shards if s.startswith("shard-")))
+
+
+rule all:
+    input:
+        RUN / "stats.json",
+
+
+# The merged config every job reads; rewritten (and everything downstream redone) when it changes.
+rule resolved_config:
+    output:
+        CFG,
+    params:
+        config=json.dumps(config, sort_keys=True),
+    run:
+        Path(output[0]).write_text(yaml.safe_dump(json.loads(params.config), sort_keys=False))
+
+
+checkpoint problems:
+    input:
+        cfg=CFG,
+    output:
+        directory(RUN / "problems"),
+    log:
+        RUN / "logs/problems.log",
+    shell:
+        "{PY} problems --config {input.cfg} --out-dir {output} 2> {log}"
+
+
+rule trees:
+    input:
+        cfg=CFG,
+        problems=RUN / "problems/{shard}.parquet",
+    output:
+        RUN / "trees/{shard}.parquet",
+    log:
+        RUN / "logs/trees/{shard}.log",
+    resources:
+        llm=1,
+    shell:
+        "{PY} trees --config {input.cfg} --problems {input.problems} --out {output} 2> {log}"
+
+
+rule thoughts:
+    input:
+        cfg=CFG,
+        trees=RUN / "trees/{shard}.parquet",
+        problems=RUN / "problems/{shard}.parquet",
+    output:
+        RUN / "thoughts/{shard}.parquet",
+    log:
+        RUN / "logs/thoughts/{shard}.log",
+    shell:
+        "{PY} thoughts --config {input.cfg} --trees {input.trees} --problems {input.problems} --out {output} 2> {log}"
+
+
+rule polish:
+    input:
+        cfg=CFG,
+        thoughts=RUN / "thoughts/{shard}.parquet",
+    output:
+        RUN / "polished/{shard}.parquet",
+    log:
+        RUN / "logs/polish/{shard}.log",
+    resources:
+        llm=1,
+    shell:
+        "{PY} polish --config {input.cfg} --thoughts {input.thoughts} --out {output} 2> {log}"
+
+
+rule export:
+    input:
+        cfg=CFG,
+        polished=polished_shards,
+    output:
+        journey=RUN / "sft/journey.parquet",
+        shortcut=RUN / "sft/shortcut.parquet",
+        stats=RUN / "stats.json",
+    log:
+        RUN / "logs/export.log",
+    shell:
+        "{PY} export --config {input.cfg} --polished {input.polished} --out-dir {RUN}/sft 2> {log}"

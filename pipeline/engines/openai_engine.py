@@ -1,0 +1,170 @@
+"""Any OpenAI-compatible server (vLLM serve, SGLang, llama.cpp server, OpenAI), asked at once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import Sequence
+
+import openai
+
+from pipeline.engines.base import Completion, EngineSettings, EngineStats, Request
+
+log = logging.getLogger(__name__)
+
+# vLLM/SGLang extension: render the last assistant message open-ended so the model continues it.
+_CONTINUE_FINAL = {"continue_final_message": True, "add_generation_prompt": False}
+
+
+class OpenAIEngine:
+    def __init__(self, settings: EngineSettings):
+        self.settings = settings
+        self.label = settings.model
+        self.stats = EngineStats()
+        if settings.api_key_env:
+            api_key = os.environ.get(settings.api_key_env)
+            if not api_key:
+                raise RuntimeError(
+                    f"engine {settings.name!r}: environment variable {settings.api_key_env} "
+                    "(api_key_env) is not set"
+                )
+        else:
+            # Local servers take any key; a placeholder also keeps the client from sending an
+            # OPENAI_API_KEY it finds in the environment.
+            api_key = "EMPTY"
+        # One loop for the engine's lifetime: the client's connection pool is bound to the loop it
+        # first ran on, and a second asyncio.run fails with "Event loop is closed".
+        self._loop = asyncio.new_event_loop()
+        # The client retries 429/5xx/timeouts/connection errors itself, with exponential backoff
+        # that honours Retry-After.
+        self.client = openai.AsyncOpenAI(
+            base_url=settings.base_url,
+            api_key=api_key,
+            timeout=settings.timeout_s,
+            max_retries=settings.max_retries,
+        )
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        if not requests:
+            return []
+        if not self.settings.supports_continue_final and any(r.continue_final for r in requests):
+            raise ValueError(
+                f"engine {self.settings.name!r} has supports_continue_final: false, but the "
+                "single-step policy needs a server that can continue a partial assistant turn "
+                "(vLLM or SGLang with continue_final_message)"
+            )
+        start = time.perf_counter()
+        results = self._loop.run_until_complete(self._generate_all(requests))
+        self.stats.engine_s += time.perf_counter() - start
+        self.stats.calls += 1
+        self.stats.requests += len(requests)
+        errors = [c.error for comps in results for c in comps if c.finish_reason == "error"]
+        self.stats.completions += sum(len(comps) for comps in results) - len(errors)
+        if errors:
+            failed = sum(any(c.finish_reason == "error" for c in comps) for comps in results)
+            log.warning(
+                "%s: %d of %d requests failed after retries (%d completions left empty), e.g. %s",
+                self.label, failed, len(requests), len(errors), errors[0],
+            )
+        return results
+
+    async def _generate_all(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        limit = asyncio.Semaphore(self.settings.max_concurrency)
+        return list(await asyncio.gather(*(self._request(r, limit) for r in requests)))
+
+    async def _request(self, request: Request, limit: asyncio.Semaphore) -> list[Completion]:
+        """Exactly request.n completions; missing choices are fetched one by one."""
+        # vLLM rejects n > 1 with greedy sampling (400), so greedy requests ask for one choice
+        # and take the rest from the same fallback as servers that ignore n.
+        n = 1 if request.temperature == 0 else request.n
+        comps = (await self._call(request, n, request.seed, limit))[: request.n]
+        if comps and comps[0].finish_reason == "error":
+            return [replace(comps[0]) for _ in range(request.n)]
+        # Some servers ignore n and answer with one choice: ask for the rest with n=1 each, with
+        # distinct seeds so seeded sampling does not return the same text again.
+        missing = range(len(comps), request.n)
+        seeds = [None if request.seed is None else request.seed + i for i in missing]
+        for extra in await asyncio.gather(*(self._call(request, 1, s, limit) for s in seeds)):
+            comps.extend(extra[:1])
+        return comps
+
+    async def _call(
+        self, request: Request, n: int, seed: int | None, limit: asyncio.Semaphore
+    ) -> list[Completion]:
+        """One HTTP call; a failure that outlived the client's retries gives n error completions."""
+        params = self._params(request, n, seed)
+        try:
+            async with limit:
+                response = await self.client.chat.completions.create(**params)
+        except openai.APIError as e:
+            # Class and status only: a server's error body may echo (part of) the API key.
+            status = getattr(e, "status_code", None)
+            error = type(e).__name__ + (f" {status}" if status else "")
+            return [Completion("", 0, finish_reason="error", error=error) for _ in range(n)]
+        texts = [c.message.content or "" for c in response.choices]
+        usage = response.usage
+        completion_tokens = usage.completion_tokens if usage else 0
+        # Every HTTP call pays for its prompt, so emulated n counts the prompt once per call.
+        self.stats.prompt_tokens += usage.prompt_tokens if usage else 0
+        self.stats.completion_tokens += completion_tokens
+        return [
+            Completion(
+                text=text,
+                tokens=tokens,
+                finish_reason="length" if choice.finish_reason == "length" else "stop",
+            )
+            for choice, text, tokens in zip(
+                response.choices, texts, _split_tokens(completion_tokens, texts)
+            )
+        ]
+
+    def _params(self, request: Request, n: int, seed: int | None) -> dict:
+        params: dict = dict(
+            model=self.settings.model,
+            messages=request.message_dicts(),
+            n=n,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if seed is not None:
+            params["seed"] = seed
+        schema = request.schema()
+        if schema:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": schema, "strict": True},
+            }
+        # The configured extra_body comes last: it is the escape hatch for server quirks.
+        extra = {**(_CONTINUE_FINAL if request.continue_final else {}), **self.settings.extra_body}
+        if extra:
+            params["extra_body"] = extra
+        return params
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self.client.close())
+            self._loop.close()
+
+
+def _split_tokens(total: int, texts: list[str]) -> list[int]:
+    """Share a response's completion tokens among its choices.
+
+    usage.completion_tokens counts all n choices together and servers report no per-choice
+    count, so each choice gets a share proportional to its text length (equal shares when all
+    texts are empty). Rounding on cumulative sums keeps the shares adding up to the total.
+    """
+    weights = [len(t) for t in texts] if any(texts) else [1] * len(texts)
+    whole = sum(weights)
+    shares, done, cumulative = [], 0, 0
+    for w in weights:
+        cumulative += w
+        upto = (total * cumulative * 2 + whole) // (2 * whole)
+        shares.append(upto - done)
+        done = upto
+    return shares

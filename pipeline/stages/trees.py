@@ -1,0 +1,197 @@
+"""Trees stage: grow on-policy reasoning trees level by level, judging and pruning every level.
+
+Each level of all the shard's trees is one policy call and one critic call, so the engine sees
+batches as large as the shard allows instead of one node at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.answers import AnswerChecker, extract_boxed
+from pipeline.config import Config
+from pipeline.critic import Critic
+from pipeline.engines import Engine, EnginePool, Request
+from pipeline.prompts import PolicyPrompt
+from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
+from trees.model import ROOT_ID, Node
+
+
+def node_seed(seed: int, problem_id: str, node_id: int) -> int:
+    """A sampling seed per node: the same config gives the same tree whatever the batch order."""
+    digest = hashlib.sha256(f"{seed}:{problem_id}:{node_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class _Problem:
+    problem_id: str
+    problem: str
+    answer: str
+    nodes: list[Node]
+
+    def steps_to(self, node: Node) -> list[str]:
+        steps = []
+        while not node.is_root:
+            steps.append(node.step)
+            node = self.nodes[node.parent_id]
+        return steps[::-1]
+
+
+class TreeBuilder:
+    def __init__(self, cfg: Config, policy: Engine, critic: Critic, checker: AnswerChecker):
+        self.cfg = cfg
+        self.policy = policy
+        self.critic = critic
+        self.checker = checker
+        self.prompt = PolicyPrompt(cfg.policy.prompt)
+        self.counts: Counter = Counter()
+
+    def _policy_request(self, prob: _Problem, node: Node) -> Request:
+        p = self.cfg.policy
+        return Request.chat(
+            self.prompt.messages(prob.problem, prob.steps_to(node), p.step_delimiter),
+            n=p.width,
+            max_tokens=p.max_step_tokens,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            stop=(p.step_delimiter,),
+            seed=node_seed(self.cfg.seed, prob.problem_id, node.node_id),
+            continue_final=True,
+        )
+
+    def _expand(self, frontier: list[tuple[_Problem, Node]], depth: int) -> list[tuple[_Problem, Node]]:
+        """Sample w children for every frontier node in one policy call; returns the new nodes."""
+        outs = self.policy.generate([self._policy_request(pr, n) for pr, n in frontier])
+        self.counts["policy_calls"] += 1
+        created = []
+        for (prob, parent), completions in zip(frontier, outs):
+            seen: set[str] = set()
+            for comp in completions:
+                self.counts["policy_tokens"] += comp.tokens
+                step = comp.text.strip()
+                node = Node(
+                    prob.problem_id,
+                    len(prob.nodes),
+                    parent.node_id,
+                    depth,
+                    step,
+                    tokens=comp.tokens,
+                    model=self.policy.label,
+                )
+                if comp.finish_reason == "error":
+                    node.kept, node.prune_reason = False, f"policy call failed: {comp.error}"
+                elif not step:
+                    node.kept, node.prune_reason = False, "empty step"
+                elif step in seen:
+                    node.kept, node.prune_reason = False, "duplicate of a sibling"
+                else:
+                    seen.add(step)
+                    node.answer = extract_boxed(step)
+                    node.is_terminal = node.answer is not None or depth >= self.cfg.policy.max_depth
+                prob.nodes.append(node)
+                created.append((prob, node))
+        return created
+
+    def _judge(self, created: list[tuple[_Problem, Node]]) -> None:
+        todo = [(pr, n) for pr, n in created if not n.prune_reason]
+        if not todo:
+            return
+        items = [(pr.problem, pr.steps_to(pr.nodes[n.parent_id]), n.step) for pr, n in todo]
+        verdicts, tokens = self.critic.judge(items)
+        self.counts["critic_calls"] += 1
+        self.counts["critic_tokens"] += tokens
+        for (_, node), v in zip(todo, verdicts):
+            node.verdict, node.rationale, node.score, node.scorer = v.verdict, v.rationale, v.score, Critic.name
+            if v.problem:
+                self.counts[f"critic: {v.problem}"] += 1
+                if v.verdict == "unknown":
+                    node.prune_reason = f"verdict unknown: {v.problem}"
+
+    def _check_answers(self, created: list[tuple[_Problem, Node]]) -> None:
+        terminal = [(pr, n) for pr, n in created if n.is_terminal]
+        answered = [(pr, n) for pr, n in terminal if n.answer is not None]
+        results = self.checker.check([(pr.answer, n.answer) for pr, n in answered])
+        for (_, node), ok in zip(answered, results):
+            node.answer_correct = ok
+        for _, node in terminal:
+            if node.answer is None:
+                node.answer_correct = False  # reached max depth without a final answer
+
+    def _prune(self, created: list[tuple[_Problem, Node]]) -> None:
+        """The paper's critic rule: keep at most K children judged correct, in sampling order."""
+        kept_per_parent: Counter = Counter()
+        for prob, node in created:
+            if node.prune_reason:
+                node.kept = False
+            elif node.verdict != "correct":
+                node.kept, node.prune_reason = False, "judged incorrect"
+            elif kept_per_parent[(prob.problem_id, node.parent_id)] >= self.cfg.critic.keep:
+                node.kept, node.prune_reason = False, f"over the keep limit K={self.cfg.critic.keep}"
+            else:
+                kept_per_parent[(prob.problem_id, node.parent_id)] += 1
+
+    def build(self, problems: list[dict]) -> list[Node]:
+        probs = [
+            _Problem(p["problem_id"], p["problem"], p["answer"], [Node(p["problem_id"], ROOT_ID, -1, 0, p["problem"])])
+            for p in problems
+        ]
+        frontier = [(pr, pr.nodes[ROOT_ID]) for pr in probs]
+        for depth in range(1, self.cfg.policy.max_depth + 1):
+            if not frontier:
+                break
+            created = self._expand(frontier, depth)
+            self._judge(created)
+            self._check_answers(created)
+            self._prune(created)
+            self.counts["levels"] += 1
+            frontier = [(pr, n) for pr, n in created if n.kept and not n.is_terminal]
+        return [n for pr in probs for n in pr.nodes]
+
+
+def tree_stats(nodes: list[Node]) -> dict:
+    generated = [n for n in nodes if not n.is_root]
+    terminal = [n for n in generated if n.is_terminal]
+    correct = [n for n in terminal if n.answer_correct]
+    problems = {n.problem_id for n in nodes}
+    return {
+        "trees": len(problems),
+        "nodes_generated": len(generated),
+        "nodes_kept": sum(n.kept for n in generated),
+        "nodes_pruned": sum(not n.kept for n in generated),
+        "prune_reasons": dict(Counter(n.prune_reason for n in generated if not n.kept)),
+        "verdicts": dict(Counter(n.verdict for n in generated)),
+        "terminal_nodes": len(terminal),
+        "answered_leaves": sum(n.answer is not None for n in terminal),
+        "correct_leaves": len(correct),
+        "trees_with_correct_leaf": len({n.problem_id for n in correct}),
+    }
+
+
+def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> dict:
+    start = time.perf_counter()
+    problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
+    with EnginePool(cfg.engines) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
+        policy = pool.get(cfg.policy.engine)
+        critic = Critic(pool.get(cfg.critic.engine), cfg.critic)
+        builder = TreeBuilder(cfg, policy, critic, checker)
+        nodes = builder.build(problems)
+        engines = pool.stats([cfg.policy.engine, cfg.critic.engine])
+    write_table([n.__dict__ for n in nodes], NODE_SCHEMA, out_path)
+    wall = time.perf_counter() - start
+    engine_s = sum(e["engine_s"] for e in engines.values())
+    generated = builder.counts["policy_tokens"] + builder.counts["critic_tokens"]
+    stats = {
+        **tree_stats(nodes),
+        **dict(builder.counts),
+        "engines": engines,
+        "wall_s": round(wall, 3),
+        "engine_s": round(engine_s, 3),
+        "generated_tokens_per_s": round(generated / engine_s, 1) if engine_s else None,
+    }
+    write_stats(out_path, stats)
+    return stats

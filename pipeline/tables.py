@@ -1,0 +1,128 @@
+"""Parquet schemas of every stage's output, and atomic reads/writes of tables and stats."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trees.model import NODE_SCHEMA
+
+PROBLEM_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("problem", pa.string()),
+        ("answer", pa.string()),
+        ("source", pa.string()),
+        ("meta", pa.string()),  # the input row's other fields, as JSON
+    ]
+)
+
+REJECT_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),  # 0-based position in the source (line number - 1 for jsonl)
+        ("problem_id", pa.string()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),  # the row as read, cut to 2000 characters
+    ]
+)
+
+THOUGHT_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("thought_id", pa.string()),
+        ("kind", pa.string()),  # journey | shortcut
+        ("problem", pa.string()),
+        ("reference", pa.string()),
+        ("text", pa.string()),
+        ("steps", pa.list_(pa.string())),
+        ("visits", pa.list_(pa.int64())),
+        ("shortcut", pa.list_(pa.int64())),
+        ("n_steps", pa.int64()),
+        ("n_backtracks", pa.int64()),
+        ("answer", pa.string()),
+        ("seed", pa.int64()),
+    ]
+)
+
+POLISHED_SCHEMA = pa.schema(
+    list(THOUGHT_SCHEMA)
+    + [
+        ("raw_text", pa.string()),  # the derived thought before polishing
+        ("polished_text", pa.string()),  # what the polisher wrote ("" when not polished)
+        ("polish_status", pa.string()),  # polished | fallback | passthrough
+        ("polish_failed", pa.list_(pa.string())),  # guard checks that failed, for fallbacks
+        ("polish_tokens", pa.int64()),
+        ("polish_model", pa.string()),
+    ]
+)
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+SFT_SCHEMA = pa.schema(
+    [
+        ("messages", pa.list_(_MESSAGE)),
+        ("problem_id", pa.string()),
+        ("thought_id", pa.string()),
+        ("answer", pa.string()),
+        ("n_steps", pa.int64()),
+        ("n_backtracks", pa.int64()),
+        ("polish_status", pa.string()),
+    ]
+)
+
+__all__ = [
+    "NODE_SCHEMA",
+    "POLISHED_SCHEMA",
+    "PROBLEM_SCHEMA",
+    "REJECT_SCHEMA",
+    "SFT_SCHEMA",
+    "THOUGHT_SCHEMA",
+    "read_table",
+    "stats_path",
+    "write_json",
+    "write_stats",
+    "write_table",
+]
+
+
+def _replace_atomically(path: Path, write) -> None:
+    # Write beside the target, then rename: a killed job never leaves a complete-looking file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(rows: list[dict] | pa.Table, schema: pa.Schema, path: str | Path) -> None:
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
+    _replace_atomically(Path(path), lambda tmp: pq.write_table(table.cast(schema), tmp))
+
+
+def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
+    table = pq.read_table(path)
+    missing = [n for n in schema.names if n not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; is it the output of the right stage?")
+    return table.select(schema.names).cast(schema)
+
+
+def stats_path(output: str | Path) -> Path:
+    """Each stage's parquet gets a stats sidecar: shard-00000.parquet -> shard-00000.stats.json."""
+    output = Path(output)
+    return output.with_name(output.name.split(".")[0] + ".stats.json")
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    text = json.dumps(data, indent=2)
+    _replace_atomically(Path(path), lambda tmp: tmp.write_text(text + "\n"))
+
+
+def write_stats(output: str | Path, stats: dict) -> None:
+    write_json(stats_path(output), stats)

@@ -1,0 +1,109 @@
+"""Start a real vLLM OpenAI-compatible server for tests, and always stop it again."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from pipeline.model_files import cache_root
+
+SERVED_MODEL_NAME = "smollm2"
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def vllm_server(
+    model_path: str, port: int | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[str]:
+    """Serve model_path as "smollm2" on 127.0.0.1; yields http://127.0.0.1:PORT/v1."""
+    port = port or free_port()
+    env = dict(os.environ)
+    # Same CPU defaults as the in-process engine: both cores, compile cache in the workspace.
+    env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    env.setdefault("VLLM_CACHE_ROOT", str(cache_root() / "vllm"))
+    cmd = [
+        # The `vllm` console script of vllm-cpu cannot find its own package metadata.
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", model_path,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--served-model-name", SERVED_MODEL_NAME,
+        "--max-model-len", "4096",
+        "--gpu-memory-utilization", "0.3",
+        "--enforce-eager",
+        "--dtype", "auto",
+        *extra_args,
+    ]
+    # Kept after the run: pytest does not pass a failing test's error to the fixture, so the log
+    # is the only trace of what the server saw.
+    log_file = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log", delete=False)
+    log_path = Path(log_file.name)
+    # A session of its own, so stopping it reaches the engine-core workers it spawns too.
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log_file.close()
+    try:
+        _wait_ready(proc, port, log_path)
+        yield f"http://127.0.0.1:{port}/v1"
+    except BaseException as e:
+        e.add_note(f"vLLM server log: {log_path}")
+        raise
+    finally:
+        _stop(proc)
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:
+    # No proxies: a cluster's http_proxy must not intercept a probe of 127.0.0.1.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"vLLM server exited with code {proc.returncode} while starting:\n{_tail(log_path)}"
+            )
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(
+        f"vLLM server not healthy after {START_TIMEOUT_S:.0f} s:\n{_tail(log_path)}"
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group, SIGKILL after a grace period, and reap stragglers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    # Also after a clean exit: a worker left behind in the group would keep the cores busy.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
