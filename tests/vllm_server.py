@@ -92,17 +92,26 @@ def _wait_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the whole process group, SIGKILL after a grace period, and reap stragglers."""
+    """SIGTERM the whole process group, then SIGKILL whatever is left of it."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         pass
-    # Also after a clean exit: a worker left behind in the group would keep the cores busy.
+    # Also after a clean exit: the engine-core and worker processes can outlive the API server.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # SIGKILL is asynchronous: wait until the group is gone, so no worker still holds the cores
+    # (or the memory) when the caller goes on.
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
 
 
 def _tail(path: Path, lines: int = 40) -> str:

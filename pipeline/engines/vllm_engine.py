@@ -17,6 +17,12 @@ def _cpu_defaults() -> None:
     os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_root() / "vllm"))
 
 
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
 class VLLMEngine:
     def __init__(self, settings: EngineSettings):
         _cpu_defaults()
@@ -34,6 +40,11 @@ class VLLMEngine:
         )
         if settings.max_model_len:
             kwargs["max_model_len"] = settings.max_model_len
+        if _on_cpu():
+            # vLLM's CPU runner rewinds a seeded request's generator when a chunked prefill is cut
+            # short, which CPU generators cannot do ("CPU Generator does not use offset"): with
+            # per-node seeds every larger batch crashed the engine until chunked prefill was off.
+            kwargs["enable_chunked_prefill"] = False
         kwargs.update(settings.vllm_kwargs)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()

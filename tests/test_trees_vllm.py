@@ -1,0 +1,73 @@
+"""The real in-process vLLM engine grows trees for easy problems and the LLM critic prunes them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from pipeline.answers import AnswerChecker
+from pipeline.config import load
+from pipeline.critic import Critic
+from pipeline.stages.trees import TreeBuilder, tree_stats
+from tests.conftest import EASY_PROBLEMS
+from trees.model import Tree
+
+
+@pytest.fixture(scope="module")
+def built(vllm_engine):
+    cfg = load(overrides={"policy": {"width": 4, "max_depth": 3}, "critic": {"keep": 2}})
+    calls_before = vllm_engine.stats.calls
+    with AnswerChecker(1, cfg.answer_check.timeout_s) as checker:
+        builder = TreeBuilder(cfg, vllm_engine, Critic(vllm_engine, cfg.critic), checker)
+        nodes = builder.build(EASY_PROBLEMS)
+    return cfg, builder, nodes, vllm_engine.stats.calls - calls_before
+
+
+def test_one_policy_and_one_critic_call_per_level(built):
+    _, builder, _, calls = built
+    levels = builder.counts["levels"]
+    assert levels >= 2
+    assert calls == builder.counts["policy_calls"] + builder.counts["critic_calls"] == 2 * levels
+
+
+def test_every_node_is_sampled_w_times_and_recorded(built):
+    cfg, _, nodes, _ = built
+    children = defaultdict(list)
+    for n in nodes:
+        children[(n.problem_id, n.parent_id)].append(n)
+    expanded = [n for n in nodes if n.is_root or (n.kept and not n.is_terminal)]
+    for parent in expanded:
+        if parent.depth < cfg.policy.max_depth:
+            assert len(children[(parent.problem_id, parent.node_id)]) == cfg.policy.width
+    trees = [Tree(p["problem_id"], [n for n in nodes if n.problem_id == p["problem_id"]]) for p in EASY_PROBLEMS]
+    assert all(len(t) > 1 for t in trees)
+
+
+def test_critic_prunes_to_at_most_k_correct_children(built):
+    cfg, _, nodes, _ = built
+    kept = defaultdict(int)
+    for n in nodes:
+        if n.is_root:
+            continue
+        if n.kept:
+            assert n.verdict == "correct" and n.prune_reason == ""
+            kept[(n.problem_id, n.parent_id)] += 1
+        else:
+            assert n.prune_reason, f"pruned node {n.problem_id}/{n.node_id} has no reason"
+    assert kept and max(kept.values()) <= cfg.critic.keep
+    judged = [n for n in nodes if n.verdict in ("correct", "incorrect")]
+    assert judged and all(n.scorer == "llm-critic" and n.score in (0.0, 1.0) for n in judged)
+    assert sum(bool(n.rationale) for n in judged) >= len(judged) * 0.8
+
+
+def test_terminal_answers_are_checked_against_the_reference(built):
+    _, _, nodes, _ = built
+    terminal = [n for n in nodes if n.is_terminal]
+    assert terminal and all(n.answer_correct is not None for n in terminal)
+    stats = tree_stats(nodes)
+    assert stats["nodes_generated"] == stats["nodes_kept"] + stats["nodes_pruned"]
+    # The 135M model gets these right only some of the time: the trees hold wrong leaves, and
+    # (with this seed) at least one verified one.
+    assert any(n.answer_correct is False for n in terminal)
+    assert stats["correct_leaves"] >= 1

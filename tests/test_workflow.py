@@ -1,0 +1,124 @@
+"""End to end: the real snakemake runs the real Snakefile with the real engine on a tiny config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
+from tests.conftest import EASY_PROBLEMS
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--nolock"]
+
+
+def snakemake(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("workflow")
+    source = tmp / "problems.jsonl"
+    rows = [{"id": p["problem_id"], "problem": p["problem"], "answer": p["answer"]} for p in EASY_PROBLEMS]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run": "e2e",
+                "output_root": str(tmp / "outputs"),
+                "problems": {"source": str(source), "shard_size": 2},
+                "policy": {"width": 4, "max_depth": 3},
+                "polish": {"max_tokens": 384},
+            }
+        )
+    )
+    proc = snakemake("--configfile", str(config))
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return tmp / "outputs" / "e2e", config
+
+
+def _read(path: Path, schema) -> list[dict]:
+    table = pq.read_table(path)
+    assert table.schema.names == schema.names, path
+    return table.to_pylist()
+
+
+def test_every_stage_leaves_one_parquet_per_shard(run):
+    out, _ = run
+    shards = sorted(p.name for p in (out / "problems").glob("shard-*.parquet"))
+    assert shards == ["shard-00000.parquet", "shard-00001.parquet"]
+    for stage in ("trees", "thoughts", "polished"):
+        assert sorted(p.name for p in (out / stage).glob("shard-*.parquet")) == shards
+    problems = [r for s in shards for r in _read(out / "problems" / s, PROBLEM_SCHEMA)]
+    assert [p["problem_id"] for p in problems] == [p["problem_id"] for p in EASY_PROBLEMS]
+    for s in shards:
+        ids = {r["problem_id"] for r in _read(out / "problems" / s, PROBLEM_SCHEMA)}
+        nodes = _read(out / "trees" / s, NODE_SCHEMA)
+        assert {n["problem_id"] for n in nodes} == ids
+        assert sum(n["parent_id"] == -1 for n in nodes) == len(ids)
+        thoughts = _read(out / "thoughts" / s, THOUGHT_SCHEMA)
+        polished = _read(out / "polished" / s, POLISHED_SCHEMA)
+        assert [t["thought_id"] for t in thoughts] == [p["thought_id"] for p in polished]
+
+
+def test_stats_add_up(run):
+    out, _ = run
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["problems_in"] == stats["problems_valid"] == stats["trees_built"] == len(EASY_PROBLEMS)
+    assert stats["nodes_generated"] == stats["nodes_kept"] + stats["nodes_pruned"] > 0
+    assert stats["problems_with_journey"] + stats["trees_without_correct_leaf"] == stats["trees_built"]
+    assert stats["journeys"] == stats["shortcuts"] == stats["problems_with_journey"]
+    assert stats["tokens"]["policy"] > 0 and stats["tokens"]["critic"] > 0
+    assert set(stats["wall_s"]) == {"problems", "trees", "thoughts", "polish", "export"}
+    if stats["journeys"]:
+        assert stats["tokens"]["polish"] > 0 and stats["polish_guard_pass_rate"] is not None
+
+
+def test_sft_files_are_trl_conversational_and_hold_a_backtracking_journey(run):
+    out, _ = run
+    journeys = _read(out / "sft" / "journey.parquet", SFT_SCHEMA)
+    shortcuts = _read(out / "sft" / "shortcut.parquet", SFT_SCHEMA)
+    assert journeys and len(journeys) == len(shortcuts)
+    problems = {p["problem_id"]: p["problem"] for p in EASY_PROBLEMS}
+    for row in journeys + shortcuts:
+        user, assistant = row["messages"]
+        assert user == {"role": "user", "content": problems[row["problem_id"]]}
+        assert assistant["role"] == "assistant" and "\\boxed{" in assistant["content"]
+    assert any(j["n_backtracks"] > 0 for j in journeys)
+    assert all(s["n_backtracks"] == 0 for s in shortcuts)
+
+
+def test_a_finished_run_is_not_recomputed(run):
+    _, config = run
+    proc = snakemake("--configfile", str(config))
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_stage_by_hand_on_one_shard_gives_the_workflows_output(run, tmp_path):
+    out, _ = run
+    shard = "shard-00000.parquet"
+    dest = tmp_path / shard
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "thoughts", "--config", str(out / "config.yaml"),
+         "--trees", str(out / "trees" / shard), "--problems", str(out / "problems" / shard), "--out", str(dest)],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    assert pq.read_table(dest).equals(pq.read_table(out / "thoughts" / shard))
+
+
+def test_a_bad_config_stops_the_workflow_naming_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"run": "bad", "output_root": str(tmp_path), "policy": {"width": 0}}))
+    proc = snakemake("--configfile", str(bad), "--dry-run")
+    assert proc.returncode != 0
+    assert "policy.width" in proc.stdout + proc.stderr
+    assert not (tmp_path / "bad").exists()
