@@ -125,7 +125,7 @@ def validate(raw: dict) -> None:
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ConfigError(f"config field {where}: {err.message}")
     policy = raw["policy"]
-    if policy.get("temperature", 0.8) == 0 and policy["width"] > 1:
+    if policy.get("temperature") == 0 and policy["width"] > 1:
         raise ConfigError("config field policy.temperature: must be > 0 to sample width > 1 different steps")
     for section in ("policy", "critic", "polish"):
         name = raw[section]["engine"]

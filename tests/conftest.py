@@ -1,11 +1,12 @@
-"""Shared fixtures: one in-process vLLM engine on the embedded model for the whole session."""
+"""Shared fixtures: the embedded model in one in-process vLLM engine and one vLLM server, per session."""
 
 from __future__ import annotations
 
 import pytest
 
 from pipeline.engines.base import EngineSettings
-from pipeline.model_files import EMBEDDED_MODEL
+from pipeline.model_files import EMBEDDED_MODEL, resolve_model
+from tests.vllm_server import vllm_server
 
 EASY_PROBLEMS = [
     {"problem_id": "pens", "problem": "Sara has 2 pens and gets 2 more. How many pens does she have?", "answer": "4"},
@@ -21,3 +22,10 @@ def vllm_engine():
     engine = VLLMEngine(EngineSettings(name="local", kind="vllm", model=EMBEDDED_MODEL))
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """Base URL of a real vLLM OpenAI-compatible server on 127.0.0.1, stopped after the session."""
+    with vllm_server(resolve_model(EMBEDDED_MODEL)) as url:
+        yield url

@@ -10,8 +10,7 @@ import pytest
 
 from pipeline.engines.base import EngineSettings, Request, schema_string
 from pipeline.engines.openai_engine import OpenAIEngine
-from pipeline.model_files import EMBEDDED_MODEL, resolve_model
-from tests.vllm_server import SERVED_MODEL_NAME, free_port, vllm_server
+from tests.vllm_server import SERVED_MODEL_NAME, free_port
 
 VERDICT_SCHEMA = {
     "type": "object",
@@ -19,12 +18,6 @@ VERDICT_SCHEMA = {
     "required": ["correct", "rationale"],
     "additionalProperties": False,
 }
-
-
-@pytest.fixture(scope="module")
-def server_url():
-    with vllm_server(resolve_model(EMBEDDED_MODEL)) as url:
-        yield url
 
 
 def make_engine(base_url: str | None, **kwargs) -> OpenAIEngine:

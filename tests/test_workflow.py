@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,33 +14,40 @@ import yaml
 
 from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
 from tests.conftest import EASY_PROBLEMS
+from tests.vllm_server import SERVED_MODEL_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--nolock"]
 
 
-def snakemake(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+def snakemake(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env
+    )
+
+
+def write_config(tmp: Path, run: str, problems: list[dict], **sections) -> Path:
+    source = tmp / f"{run}.jsonl"
+    rows = [{"id": p["problem_id"], "problem": p["problem"], "answer": p["answer"]} for p in problems]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp / f"{run}.yaml"
+    base = {
+        "run": run,
+        "output_root": str(tmp / "outputs"),
+        "problems": {"source": str(source), "shard_size": 2},
+        "policy": {"width": 4, "max_depth": 3},
+        "polish": {"max_tokens": 384},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    config.write_text(yaml.safe_dump(base))
+    return config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workflow")
-    source = tmp / "problems.jsonl"
-    rows = [{"id": p["problem_id"], "problem": p["problem"], "answer": p["answer"]} for p in EASY_PROBLEMS]
-    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = tmp / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "run": "e2e",
-                "output_root": str(tmp / "outputs"),
-                "problems": {"source": str(source), "shard_size": 2},
-                "policy": {"width": 4, "max_depth": 3},
-                "polish": {"max_tokens": 384},
-            }
-        )
-    )
+    config = write_config(tmp, "e2e", EASY_PROBLEMS)
     proc = snakemake("--configfile", str(config))
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return tmp / "outputs" / "e2e", config
@@ -122,3 +130,30 @@ def test_a_bad_config_stops_the_workflow_naming_the_field(tmp_path):
     assert proc.returncode != 0
     assert "policy.width" in proc.stdout + proc.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_policy_critic_and_polisher_can_each_use_an_openai_endpoint(server_url, tmp_path):
+    key = "sk-journey-sentinel-0123456789"
+    config = write_config(
+        tmp_path,
+        "endpoint",
+        EASY_PROBLEMS[:2],
+        engines={"endpoint": {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME, "api_key_env": "JOURNEY_TEST_KEY"}},
+        policy={"engine": "endpoint"},
+        critic={"engine": "endpoint"},
+        polish={"engine": "endpoint"},
+    )
+    proc = snakemake("--configfile", str(config), env={**os.environ, "JOURNEY_TEST_KEY": key})
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    out = tmp_path / "outputs" / "endpoint"
+    nodes = pq.read_table(out / "trees" / "shard-00000.parquet").to_pylist()
+    assert {n["model"] for n in nodes if n["parent_id"] >= 0} == {SERVED_MODEL_NAME}
+    judged = [n for n in nodes if n["verdict"] in ("correct", "incorrect")]
+    assert judged and all(n["rationale"] for n in judged)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["tokens"]["policy"] > 0 and stats["tokens"]["critic"] > 0
+    # The key came from the environment and went nowhere else.
+    assert key not in proc.stdout + proc.stderr
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path

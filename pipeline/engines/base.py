@@ -49,6 +49,7 @@ class Completion:
     tokens: int
     finish_reason: str  # "stop" (EOS or a stop string), "length", or "error"
     error: str = ""
+    ended: bool = False  # the model closed its turn itself (end of sequence), not at a stop string
 
 
 @dataclass

@@ -115,6 +115,7 @@ class OpenAIEngine:
                 text=text,
                 tokens=tokens,
                 finish_reason="length" if choice.finish_reason == "length" else "stop",
+                ended=_ended(choice, request),
             )
             for choice, text, tokens in zip(
                 response.choices, texts, _split_tokens(completion_tokens, texts)
@@ -140,8 +141,12 @@ class OpenAIEngine:
                 "type": "json_schema",
                 "json_schema": {"name": "verdict", "schema": schema, "strict": True},
             }
+        extra = dict(_CONTINUE_FINAL) if request.continue_final else {}
+        if request.repetition_penalty != 1.0:
+            # Not in the OpenAI API; vLLM and SGLang servers read it from the body.
+            extra["repetition_penalty"] = request.repetition_penalty
         # The configured extra_body comes last: it is the escape hatch for server quirks.
-        extra = {**(_CONTINUE_FINAL if request.continue_final else {}), **self.settings.extra_body}
+        extra.update(self.settings.extra_body)
         if extra:
             params["extra_body"] = extra
         return params
@@ -150,6 +155,18 @@ class OpenAIEngine:
         if not self._loop.is_closed():
             self._loop.run_until_complete(self.client.close())
             self._loop.close()
+
+
+def _ended(choice, request: Request) -> bool:
+    """Did the model end its turn itself? vLLM and SGLang report the matched stop string as
+    stop_reason (None at end of sequence); other servers do not say, so a stop there counts as
+    the stop string when one was asked for."""
+    if choice.finish_reason != "stop":
+        return False
+    extra = choice.model_extra or {}
+    if "stop_reason" in extra:
+        return extra["stop_reason"] is None
+    return not request.stop
 
 
 def _split_tokens(total: int, texts: list[str]) -> list[int]:

@@ -91,7 +91,8 @@ class VLLMEngine:
                 tokens = len(c.token_ids)
                 self.stats.completion_tokens += tokens
                 finish = "length" if c.finish_reason == "length" else "stop"
-                comps.append(Completion(text=c.text, tokens=tokens, finish_reason=finish))
+                ended = finish == "stop" and c.stop_reason is None
+                comps.append(Completion(text=c.text, tokens=tokens, finish_reason=finish, ended=ended))
             self.stats.completions += len(comps)
             results.append(comps)
         return results

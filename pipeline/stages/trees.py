@@ -7,6 +7,7 @@ batches as large as the shard allows instead of one node at a time.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pipeline.prompts import PolicyPrompt
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
 from trees.model import ROOT_ID, Node
 
+log = logging.getLogger(__name__)
 
 def node_seed(seed: int, problem_id: str, node_id: int) -> int:
     """A sampling seed per node: the same config gives the same tree whatever the batch order."""
@@ -92,7 +94,8 @@ class TreeBuilder:
                 else:
                     seen.add(step)
                     node.answer = extract_boxed(step)
-                    node.is_terminal = node.answer is not None or depth >= self.cfg.policy.max_depth
+                    # A model that closes its turn has finished its solution, answer or not.
+                    node.is_terminal = node.answer is not None or comp.ended or depth >= self.cfg.policy.max_depth
                 prob.nodes.append(node)
                 created.append((prob, node))
         return created
@@ -144,11 +147,21 @@ class TreeBuilder:
         for depth in range(1, self.cfg.policy.max_depth + 1):
             if not frontier:
                 break
+            start = time.perf_counter()
             created = self._expand(frontier, depth)
             self._judge(created)
             self._check_answers(created)
             self._prune(created)
             self.counts["levels"] += 1
+            log.info(
+                "depth %d: %d open nodes -> %d children, %d kept, %d correct answers (%.1f s)",
+                depth,
+                len(frontier),
+                len(created),
+                sum(n.kept for _, n in created),
+                sum(bool(n.answer_correct) for _, n in created),
+                time.perf_counter() - start,
+            )
             frontier = [(pr, n) for pr, n in created if n.kept and not n.is_terminal]
         return [n for pr in probs for n in pr.nodes]
 
