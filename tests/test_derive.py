@@ -284,6 +284,17 @@ def test_incorrect_children_are_tried_first():
         assert sorted(firsts) == [3, 7]
 
 
+def test_detours_skip_empty_and_repeated_steps():
+    # 2 repeats the on-path step 1, 3 is empty, 4 repeats 5: only one of 4/5 is a real wrong turn.
+    step = {1: "2 + 2 = 4", 2: " 2 + 2 = 4 ", 3: "", 4: "2 + 2 = 5", 5: "2 + 2 = 5", 6: "", 7: "so 5"}
+    tree = make_tree({1: 0, 2: 0, 3: 0, 4: 0, 5: 0, 6: 4, 7: 4, 8: 5}, correct=[1], step=step)
+    for seed in range(20):
+        t = journey(tree, seed, max_trials=5, detour_depth=3)
+        taken = [d for _, d in detours(t)]
+        assert len(taken) == 1 and taken[0][0] in (4, 5)
+        assert all(tree.nodes[i].step.strip() for i in taken[0])
+
+
 def test_detour_never_enters_a_correct_leaf():
     # 2 has a correct child 3 and a dead end 4; the correct sibling 5 of the shortcut is skipped.
     tree = make_tree({1: 0, 2: 0, 3: 2, 4: 2, 5: 0}, correct=[1, 3, 5], score={1: 1.0})

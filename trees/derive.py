@@ -159,9 +159,15 @@ def _reflection(
 def _detour_candidates(
     tree: Tree, u: int, on_path_child: int, rng: random.Random, max_trials: int, probability: float
 ) -> list[int]:
-    off_path = [
-        c for c in tree.children[u] if c != on_path_child and not is_correct_leaf(tree.nodes[c])
-    ]
+    # A detour must say something new: no empty steps, and no repeat of the step the walk takes
+    # next or of another detour's first step (samples often repeat each other).
+    seen = {tree.nodes[on_path_child].step.strip()}
+    off_path = []
+    for c in tree.children[u]:
+        text = tree.nodes[c].step.strip()
+        if c != on_path_child and text and text not in seen and not is_correct_leaf(tree.nodes[c]):
+            seen.add(text)
+            off_path.append(c)
     wrong = [c for c in off_path if _judged_wrong(tree.nodes[c])]
     rest = [c for c in off_path if not _judged_wrong(tree.nodes[c])]
     rng.shuffle(wrong)
@@ -179,7 +185,11 @@ def _descend(tree: Tree, start: int, rng: random.Random, depth: int) -> list[int
     """A random downward path from start, at most `depth` nodes, never into a correct leaf."""
     detour = [start]
     while len(detour) < depth:
-        options = [c for c in tree.children[detour[-1]] if not is_correct_leaf(tree.nodes[c])]
+        options = [
+            c
+            for c in tree.children[detour[-1]]
+            if tree.nodes[c].step.strip() and not is_correct_leaf(tree.nodes[c])
+        ]
         if not options:
             break
         detour.append(rng.choice(options))
