@@ -47,7 +47,7 @@ checkpoint problems:
     log:
         RUN / "logs/problems.log",
     shell:
-        "{PY} problems --config {input.cfg} --out-dir {output} 2> {log}"
+        "{PY} problems --config {input.cfg} --out-dir {output} > {log} 2>&1"
 
 
 rule trees:
@@ -61,7 +61,7 @@ rule trees:
     resources:
         llm=1,
     shell:
-        "{PY} trees --config {input.cfg} --problems {input.problems} --out {output} 2> {log}"
+        "{PY} trees --config {input.cfg} --problems {input.problems} --out {output} > {log} 2>&1"
 
 
 rule thoughts:
@@ -74,7 +74,7 @@ rule thoughts:
     log:
         RUN / "logs/thoughts/{shard}.log",
     shell:
-        "{PY} thoughts --config {input.cfg} --trees {input.trees} --problems {input.problems} --out {output} 2> {log}"
+        "{PY} thoughts --config {input.cfg} --trees {input.trees} --problems {input.problems} --out {output} > {log} 2>&1"
 
 
 rule polish:
@@ -88,7 +88,7 @@ rule polish:
     resources:
         llm=1,
     shell:
-        "{PY} polish --config {input.cfg} --thoughts {input.thoughts} --out {output} 2> {log}"
+        "{PY} polish --config {input.cfg} --thoughts {input.thoughts} --out {output} > {log} 2>&1"
 
 
 rule export:
@@ -102,4 +102,4 @@ rule export:
     log:
         RUN / "logs/export.log",
     shell:
-        "{PY} export --config {input.cfg} --polished {input.polished} --out-dir {RUN}/sft 2> {log}"
+        "{PY} export --config {input.cfg} --polished {input.polished} --out-dir {RUN}/sft > {log} 2>&1"

@@ -15,11 +15,18 @@ EASY_PROBLEMS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# vLLM on CPU reserves gpu_memory_utilization of NUMA node 0's memory per instance and refuses to
+# start when that much is not free: tests keep at most two instances alive and each one small.
+TEST_MEMORY_FRACTION = 0.2
+
+
+@pytest.fixture(scope="module")
 def vllm_engine():
     from pipeline.engines.vllm_engine import VLLMEngine
 
-    engine = VLLMEngine(EngineSettings(name="local", kind="vllm", model=EMBEDDED_MODEL))
+    engine = VLLMEngine(
+        EngineSettings(name="local", kind="vllm", model=EMBEDDED_MODEL, gpu_memory_utilization=TEST_MEMORY_FRACTION)
+    )
     yield engine
     engine.close()
 
@@ -27,5 +34,5 @@ def vllm_engine():
 @pytest.fixture(scope="session")
 def server_url():
     """Base URL of a real vLLM OpenAI-compatible server on 127.0.0.1, stopped after the session."""
-    with vllm_server(resolve_model(EMBEDDED_MODEL)) as url:
+    with vllm_server(resolve_model(EMBEDDED_MODEL), memory_fraction=TEST_MEMORY_FRACTION) as url:
         yield url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
-from tests.conftest import EASY_PROBLEMS
+from tests.conftest import EASY_PROBLEMS, TEST_MEMORY_FRACTION
 from tests.vllm_server import SERVED_MODEL_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,7 @@ def write_config(tmp: Path, run: str, problems: list[dict], **sections) -> Path:
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = tmp / f"{run}.yaml"
     base = {
+        "engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}},
         "run": run,
         "output_root": str(tmp / "outputs"),
         "problems": {"source": str(source), "shard_size": 2},
@@ -121,6 +123,22 @@ def test_a_stage_by_hand_on_one_shard_gives_the_workflows_output(run, tmp_path):
         cwd=ROOT, check=True, capture_output=True,
     )
     assert pq.read_table(dest).equals(pq.read_table(out / "thoughts" / shard))
+
+
+def test_rerunning_a_stage_replays_its_cache_without_loading_the_model(run, tmp_path):
+    out, _ = run
+    shard = "shard-00000"
+    shutil.copy(out / "trees" / f"{shard}.cache.sqlite", tmp_path / f"{shard}.cache.sqlite")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "trees", "--config", str(out / "config.yaml"),
+         "--problems", str(out / "problems" / f"{shard}.parquet"), "--out", str(tmp_path / f"{shard}.parquet")],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert pq.read_table(tmp_path / f"{shard}.parquet").equals(pq.read_table(out / "trees" / f"{shard}.parquet"))
+    engines = json.loads((tmp_path / f"{shard}.stats.json").read_text())["engines"]
+    assert engines["local"]["calls"] == 0 and engines["local"]["cache_hits"] > 0
+    assert "Loading safetensors" not in proc.stderr
 
 
 def test_a_bad_config_stops_the_workflow_naming_the_field(tmp_path):

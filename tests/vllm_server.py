@@ -30,7 +30,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def vllm_server(
-    model_path: str, port: int | None = None, extra_args: Sequence[str] = ()
+    model_path: str,
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+    memory_fraction: float = 0.3,
 ) -> Iterator[str]:
     """Serve model_path as "smollm2" on 127.0.0.1; yields http://127.0.0.1:PORT/v1."""
     port = port or free_port()
@@ -46,7 +49,7 @@ def vllm_server(
         "--port", str(port),
         "--served-model-name", SERVED_MODEL_NAME,
         "--max-model-len", "4096",
-        "--gpu-memory-utilization", "0.3",
+        "--gpu-memory-utilization", str(memory_fraction),
         "--enforce-eager",
         "--dtype", "auto",
         # Seeded requests crash vLLM's CPU runner when a chunked prefill is cut short

@@ -60,6 +60,7 @@ class EngineStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     engine_s: float = 0.0
+    cache_hits: int = 0  # requests answered from the response cache instead of the engine
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
-from pipeline.engines import EnginePool, Request
+from pipeline.engines import EnginePool, Request, cache_path
 from pipeline.polish_guard import guard_checks
 from pipeline.prompts import PolishPrompt, load_yaml
 from pipeline.tables import POLISHED_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
@@ -37,7 +37,7 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
     if todo:
         prompt = PolishPrompt(p.prompt)
         markers = load_yaml(p.prompt).get("backtrack_markers", [])
-        with EnginePool(cfg.engines) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
+        with EnginePool(cfg.engines, cache_path(out_path)) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
             engine = pool.get(p.engine)
             requests = [
                 Request.chat(

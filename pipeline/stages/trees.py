@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
 from pipeline.critic import Critic
-from pipeline.engines import Engine, EnginePool, Request
+from pipeline.engines import Engine, EnginePool, Request, cache_path
 from pipeline.prompts import PolicyPrompt
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
 from trees.model import ROOT_ID, Node
@@ -188,7 +188,7 @@ def tree_stats(nodes: list[Node]) -> dict:
 def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> dict:
     start = time.perf_counter()
     problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
-    with EnginePool(cfg.engines) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
+    with EnginePool(cfg.engines, cache_path(out_path)) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
         policy = pool.get(cfg.policy.engine)
         critic = Critic(pool.get(cfg.critic.engine), cfg.critic)
         builder = TreeBuilder(cfg, policy, critic, checker)

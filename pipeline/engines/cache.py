@@ -1,0 +1,105 @@
+"""A response cache in front of any engine, one SQLite file per shard and stage.
+
+A rerun, or a resume after a crash, replays answered requests from the cache and sends only the rest;
+the engine itself is opened only when something is missing, so a fully cached rerun never loads a
+model. One file per shard keeps cluster jobs from sharing a database on a network filesystem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pipeline.engines.base import Completion, Engine, EngineStats, Request
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT NOT NULL,
+    sample INTEGER NOT NULL,
+    completion TEXT NOT NULL,
+    PRIMARY KEY (key, sample)
+)
+"""
+
+
+def request_key(model: str, request: Request) -> str:
+    """Model, prompt and every sampling setting: anything that changes the answer changes the key."""
+    payload = json.dumps([model, asdict(request)], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Completions stored per (request key, sample index) in one SQLite file."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(_SCHEMA)
+        self.db.commit()
+
+    def lookup(self, key: str, n: int) -> list[Completion] | None:
+        """All n samples of a request, or None when any is missing."""
+        rows = self.db.execute(
+            "SELECT completion FROM completions WHERE key = ? AND sample < ? ORDER BY sample",
+            (key, n),
+        ).fetchall()
+        if len(rows) < n:
+            return None
+        return [Completion(**json.loads(c)) for (c,) in rows]
+
+    def store(self, key: str, completions: list[Completion]) -> None:
+        """Failed calls are not stored, so a rerun retries them."""
+        if any(c.finish_reason == "error" for c in completions):
+            return
+        self.db.executemany(
+            "INSERT OR REPLACE INTO completions (key, sample, completion) VALUES (?, ?, ?)",
+            [(key, i, json.dumps(asdict(c))) for i, c in enumerate(completions)],
+        )
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class CachedEngine:
+    """An engine behind the cache: hits are served from it, misses go to the engine in one batch."""
+
+    def __init__(self, label: str, open_engine: Callable[[], Engine], cache: ResponseCache):
+        self.label = label
+        self._open = open_engine
+        self._engine: Engine | None = None
+        self.cache = cache
+        self.cache_hits = 0
+
+    @property
+    def stats(self) -> EngineStats:
+        """The real engine's work (zero when everything came from the cache), plus the cache hits."""
+        work = self._engine.stats.as_dict() if self._engine is not None else EngineStats().as_dict()
+        return EngineStats(**{**work, "cache_hits": self.cache_hits})
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        keys = [request_key(self.label, r) for r in requests]
+        results = [self.cache.lookup(k, r.n) for k, r in zip(keys, requests)]
+        missing = [i for i, r in enumerate(results) if r is None]
+        self.cache_hits += len(requests) - len(missing)
+        if missing:
+            if self._engine is None:
+                self._engine = self._open()
+            fresh = self._engine.generate([requests[i] for i in missing])
+            for i, completions in zip(missing, fresh):
+                results[i] = completions
+                self.cache.store(keys[i], completions)
+            # Committed per batch: a crash later in the stage keeps every answered level.
+            self.cache.commit()
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
