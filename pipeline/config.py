@@ -51,10 +51,15 @@ class PolicyConfig:
 
 
 @dataclass
+class PruningConfig:
+    scorer: str  # which scorer prunes: critic
+    keep: int  # K: children kept per node
+
+
+@dataclass
 class CriticConfig:
     engine: str
     prompt: str
-    keep: int
     temperature: float = 0.0
     max_tokens: int = 128
     repetition_penalty: float = 1.0
@@ -94,6 +99,7 @@ class Config:
     problems: ProblemsConfig
     engines: dict[str, EngineSettings]
     policy: PolicyConfig
+    pruning: PruningConfig
     critic: CriticConfig
     answer_check: AnswerCheckConfig
     thoughts: ThoughtsConfig
@@ -103,6 +109,10 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_root) / self.run
+
+    def engine_names(self, *roles: str) -> list[str]:
+        """The engines behind roles (policy, critic, polish), without repeats."""
+        return list(dict.fromkeys(getattr(self, role).engine for role in roles))
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -150,6 +160,7 @@ def from_dict(raw: dict) -> Config:
         problems=_build(ProblemsConfig, problems),
         engines={n: EngineSettings(name=n, **e) for n, e in raw["engines"].items()},
         policy=_build(PolicyConfig, raw["policy"]),
+        pruning=_build(PruningConfig, raw["pruning"]),
         critic=_build(CriticConfig, raw["critic"]),
         answer_check=_build(AnswerCheckConfig, raw.get("answer_check", {})),
         thoughts=_build(ThoughtsConfig, raw.get("thoughts", {})),

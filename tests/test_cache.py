@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import load
-from pipeline.critic import Critic
+from pipeline.scorers.critic import Critic
 from pipeline.engines.base import Completion, Request
 from pipeline.engines.cache import CachedEngine, ResponseCache
 from pipeline.stages.trees import TreeBuilder

@@ -15,7 +15,7 @@ OPENAI_ENGINE = {"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:8
 # (overrides, text the error must contain): each breaks one rule of the schema.
 SCHEMA_BREAKERS = [
     pytest.param({"policy": {"width": 0}}, "policy.width", id="width-zero"),
-    pytest.param({"critic": {"keep": "two"}}, "critic.keep", id="keep-not-int"),
+    pytest.param({"pruning": {"keep": "two"}}, "pruning.keep", id="keep-not-int"),
     pytest.param({"problems": {"shard_size": 0}}, "problems.shard_size", id="shard-size-zero"),
     pytest.param({"problems": {"fields": {"problem": ""}}}, "problems.fields.problem", id="empty-mapping"),
     pytest.param({"run": "has spaces"}, "run", id="run-name"),

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import load
-from pipeline.critic import Critic
+from pipeline.scorers.critic import Critic
 from pipeline.stages.trees import TreeBuilder, tree_stats
 from tests.conftest import EASY_PROBLEMS
 from trees.model import Tree
@@ -16,7 +16,7 @@ from trees.model import Tree
 
 @pytest.fixture(scope="module")
 def built(vllm_engine):
-    cfg = load(overrides={"policy": {"width": 4, "max_depth": 3}, "critic": {"keep": 2}})
+    cfg = load(overrides={"policy": {"width": 4, "max_depth": 3}, "pruning": {"keep": 2}})
     calls_before = vllm_engine.stats.calls
     with AnswerChecker(1, cfg.answer_check.timeout_s) as checker:
         builder = TreeBuilder(cfg, vllm_engine, Critic(vllm_engine, cfg.critic), checker)
@@ -28,7 +28,7 @@ def test_one_policy_and_one_critic_call_per_level(built):
     _, builder, _, calls = built
     levels = builder.counts["levels"]
     assert levels >= 2
-    assert calls == builder.counts["policy_calls"] + builder.counts["critic_calls"] == 2 * levels
+    assert calls == builder.counts["policy_calls"] + builder.counts["scorer_calls"] == 2 * levels
 
 
 def test_every_node_is_sampled_w_times_and_recorded(built):
@@ -55,7 +55,7 @@ def test_critic_prunes_to_at_most_k_correct_children(built):
             kept[(n.problem_id, n.parent_id)] += 1
         else:
             assert n.prune_reason, f"pruned node {n.problem_id}/{n.node_id} has no reason"
-    assert kept and max(kept.values()) <= cfg.critic.keep
+    assert kept and max(kept.values()) <= cfg.pruning.keep
     judged = [n for n in nodes if n.verdict in ("correct", "incorrect")]
     assert judged and all(n.scorer == "llm-critic" and n.score in (0.0, 1.0) for n in judged)
     assert sum(bool(n.rationale) for n in judged) >= len(judged) * 0.8

@@ -95,13 +95,13 @@ def run_export(cfg: Config, polished_paths: list[str | Path], out_dir: str | Pat
         },
         "tokens": {
             "policy": trees.get("policy_tokens") or 0,
-            "critic": trees.get("critic_tokens") or 0,
+            "scorer": trees.get("scorer_tokens") or 0,
             "polish": polish.get("polish_tokens") or 0,
         },
         "polish_guard_pass_rate": round(polish["polished"] / attempted, 4) if attempted else None,
         "polish_failed_checks": polish.get("failed_checks"),
         "generated_tokens_per_s_trees": (
-            round(((trees.get("policy_tokens") or 0) + (trees.get("critic_tokens") or 0)) / trees["engine_s"], 1)
+            round(((trees.get("policy_tokens") or 0) + (trees.get("scorer_tokens") or 0)) / trees["engine_s"], 1)
             if trees.get("engine_s")
             else None
         ),

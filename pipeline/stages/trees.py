@@ -1,6 +1,6 @@
 """Trees stage: grow on-policy reasoning trees level by level, judging and pruning every level.
 
-Each level of all the shard's trees is one policy call and one critic call, so the engine sees
+Each level of all the shard's trees is one policy call and one scorer call, so the engine sees
 batches as large as the shard allows instead of one node at a time.
 """
 
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
-from pipeline.critic import Critic
+from pipeline.scorers.base import Scorer, StepToScore
+from pipeline.scorers.critic import Critic
 from pipeline.engines import Engine, EnginePool, Request, cache_path
 from pipeline.prompts import PolicyPrompt
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
@@ -45,10 +46,10 @@ class _Problem:
 
 
 class TreeBuilder:
-    def __init__(self, cfg: Config, policy: Engine, critic: Critic, checker: AnswerChecker):
+    def __init__(self, cfg: Config, policy: Engine, scorer: Scorer, checker: AnswerChecker):
         self.cfg = cfg
         self.policy = policy
-        self.critic = critic
+        self.scorer = scorer
         self.checker = checker
         self.prompt = PolicyPrompt(cfg.policy.prompt)
         self.counts: Counter = Counter()
@@ -100,20 +101,29 @@ class TreeBuilder:
                 created.append((prob, node))
         return created
 
-    def _judge(self, created: list[tuple[_Problem, Node]]) -> None:
+    def _score(self, created: list[tuple[_Problem, Node]]) -> None:
         todo = [(pr, n) for pr, n in created if not n.prune_reason]
         if not todo:
             return
-        items = [(pr.problem, pr.steps_to(pr.nodes[n.parent_id]), n.step) for pr, n in todo]
-        verdicts, tokens = self.critic.judge(items)
-        self.counts["critic_calls"] += 1
-        self.counts["critic_tokens"] += tokens
-        for (_, node), v in zip(todo, verdicts):
-            node.verdict, node.rationale, node.score, node.scorer = v.verdict, v.rationale, v.score, Critic.name
-            if v.problem:
-                self.counts[f"critic: {v.problem}"] += 1
-                if v.verdict == "unknown":
-                    node.prune_reason = f"verdict unknown: {v.problem}"
+        items = [
+            StepToScore(
+                pr.problem,
+                pr.answer,
+                tuple(pr.steps_to(pr.nodes[n.parent_id])),
+                n.step,
+                seed=node_seed(self.cfg.seed + 1, pr.problem_id, n.node_id),
+            )
+            for pr, n in todo
+        ]
+        scores, tokens = self.scorer.score(items)
+        self.counts["scorer_calls"] += 1
+        self.counts["scorer_tokens"] += tokens
+        for (_, node), sc in zip(todo, scores):
+            node.verdict, node.rationale, node.score, node.scorer = sc.verdict, sc.rationale, sc.score, self.scorer.name
+            if sc.problem:
+                self.counts[f"scorer: {sc.problem}"] += 1
+                if sc.score is None:
+                    node.prune_reason = f"no score: {sc.problem}"
 
     def _check_answers(self, created: list[tuple[_Problem, Node]]) -> None:
         terminal = [(pr, n) for pr, n in created if n.is_terminal]
@@ -126,17 +136,25 @@ class TreeBuilder:
                 node.answer_correct = False  # reached max depth without a final answer
 
     def _prune(self, created: list[tuple[_Problem, Node]]) -> None:
-        """The paper's critic rule: keep at most K children judged correct, in sampling order."""
-        kept_per_parent: Counter = Counter()
+        """Keep at most K children per node: those judged correct (critic, the paper's rule), or the
+        K best scores (PRM, rollouts); ties keep sampling order."""
+        k = self.cfg.pruning.keep
+        siblings: dict[tuple[str, int], list[Node]] = {}
         for prob, node in created:
             if node.prune_reason:
                 node.kept = False
-            elif node.verdict != "correct":
-                node.kept, node.prune_reason = False, "judged incorrect"
-            elif kept_per_parent[(prob.problem_id, node.parent_id)] >= self.cfg.critic.keep:
-                node.kept, node.prune_reason = False, f"over the keep limit K={self.cfg.critic.keep}"
             else:
-                kept_per_parent[(prob.problem_id, node.parent_id)] += 1
+                siblings.setdefault((prob.problem_id, node.parent_id), []).append(node)
+        for nodes in siblings.values():
+            if self.scorer.rule == "verdict":
+                ranked = [n for n in nodes if n.verdict == "correct"]
+                for n in nodes:
+                    if n.verdict != "correct":
+                        n.kept, n.prune_reason = False, "judged incorrect"
+            else:
+                ranked = sorted(nodes, key=lambda n: -n.score)
+            for n in ranked[k:]:
+                n.kept, n.prune_reason = False, f"over the keep limit K={k}"
 
     def build(self, problems: list[dict]) -> list[Node]:
         probs = [
@@ -149,7 +167,7 @@ class TreeBuilder:
                 break
             start = time.perf_counter()
             created = self._expand(frontier, depth)
-            self._judge(created)
+            self._score(created)
             self._check_answers(created)
             self._prune(created)
             self.counts["levels"] += 1
@@ -185,19 +203,26 @@ def tree_stats(nodes: list[Node]) -> dict:
     }
 
 
+def make_scorer(cfg: Config, pool: EnginePool, checker: AnswerChecker) -> Scorer:
+    """The scorer that prunes, as the config's pruning.scorer names it."""
+    if cfg.pruning.scorer == "critic":
+        return Critic(pool.get(cfg.critic.engine), cfg.critic)
+    raise ValueError(f"config field pruning.scorer: unknown scorer {cfg.pruning.scorer!r}")
+
+
 def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> dict:
     start = time.perf_counter()
     problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
     with EnginePool(cfg.engines, cache_path(out_path)) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
         policy = pool.get(cfg.policy.engine)
-        critic = Critic(pool.get(cfg.critic.engine), cfg.critic)
-        builder = TreeBuilder(cfg, policy, critic, checker)
+        scorer = make_scorer(cfg, pool, checker)
+        builder = TreeBuilder(cfg, policy, scorer, checker)
         nodes = builder.build(problems)
-        engines = pool.stats([cfg.policy.engine, cfg.critic.engine])
+        engines = pool.stats(cfg.engine_names("policy", cfg.pruning.scorer))
     write_table([n.__dict__ for n in nodes], NODE_SCHEMA, out_path)
     wall = time.perf_counter() - start
     engine_s = sum(e["engine_s"] for e in engines.values())
-    generated = builder.counts["policy_tokens"] + builder.counts["critic_tokens"]
+    generated = builder.counts["policy_tokens"] + builder.counts["scorer_tokens"]
     stats = {
         **tree_stats(nodes),
         **dict(builder.counts),

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Sequence
 
 from pipeline.config import CriticConfig
 from pipeline.engines import Completion, Engine, Request
 from pipeline.engines.base import schema_string
 from pipeline.prompts import CriticPrompt
+from pipeline.scorers.base import StepScore, StepToScore
 
 _CORRECT = re.compile(r'"correct"\s*:\s*(true|false)')
 _RATIONALE = re.compile(r'"rationale"\s*:\s*"((?:[^"\\]|\\.)*)')
-
-
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str  # correct | incorrect | unknown
-    rationale: str
-    score: float | None
-    problem: str = ""  # why the critic's answer was not clean JSON ("" when it was)
 
 
 def _unescape(fragment: str) -> str:
@@ -31,16 +23,16 @@ def _unescape(fragment: str) -> str:
         return fragment
 
 
-def parse_verdict(completion: Completion) -> Verdict:
+def parse_verdict(completion: Completion) -> StepScore:
     """Read the critic's JSON; salvage a verdict from a reply cut off by the token limit.
 
     >>> parse_verdict(Completion('{"correct": false, "rationale": "2 + 3 is 5, not 6."}', 12, "stop"))
-    Verdict(verdict='incorrect', rationale='2 + 3 is 5, not 6.', score=0.0, problem='')
+    StepScore(verdict='incorrect', score=0.0, rationale='2 + 3 is 5, not 6.', problem='')
     >>> parse_verdict(Completion('{"correct": true, "rationale": "Adds 2 and', 128, "length")).problem
     'critic reply truncated at the token limit'
     """
     if completion.finish_reason == "error":
-        return Verdict("unknown", "", None, f"critic call failed: {completion.error}")
+        return StepScore("unknown", None, problem=f"critic call failed: {completion.error}")
     text = completion.text.strip()
     try:
         data = json.loads(text)
@@ -48,11 +40,11 @@ def parse_verdict(completion: Completion) -> Verdict:
         data = None
     if isinstance(data, dict) and isinstance(data.get("correct"), bool) and isinstance(data.get("rationale"), str):
         ok = data["correct"]
-        return Verdict("correct" if ok else "incorrect", data["rationale"].strip(), float(ok))
+        return StepScore("correct" if ok else "incorrect", float(ok), data["rationale"].strip())
     correct = _CORRECT.search(text)
     if correct is None:
         why = "critic reply is not the expected JSON" if data is None else "critic reply misses fields"
-        return Verdict("unknown", "", None, why)
+        return StepScore("unknown", None, problem=why)
     ok = correct.group(1) == "true"
     rationale = _RATIONALE.search(text)
     why = (
@@ -60,16 +52,19 @@ def parse_verdict(completion: Completion) -> Verdict:
         if completion.finish_reason == "length"
         else "critic reply is not valid JSON"
     )
-    return Verdict(
+    return StepScore(
         "correct" if ok else "incorrect",
-        _unescape(rationale.group(1)).strip() if rationale else "",
         float(ok),
+        _unescape(rationale.group(1)).strip() if rationale else "",
         why,
     )
 
 
 class Critic:
+    """The paper's o1-mini critic: a verdict and a rationale per step; keeps at most K correct."""
+
     name = "llm-critic"
+    rule = "verdict"
 
     def __init__(self, engine: Engine, cfg: CriticConfig):
         self.engine = engine
@@ -77,9 +72,9 @@ class Critic:
         self.prompt = CriticPrompt(cfg.prompt)
         self.schema = schema_string(self.prompt.schema())
 
-    def request(self, problem: str, previous: list[str], step: str) -> Request:
+    def request(self, item: StepToScore) -> Request:
         return Request.chat(
-            self.prompt.messages(problem, previous, step),
+            self.prompt.messages(item.problem, list(item.previous), item.step),
             n=1,
             max_tokens=self.cfg.max_tokens,
             temperature=self.cfg.temperature,
@@ -87,7 +82,6 @@ class Critic:
             json_schema=self.schema,
         )
 
-    def judge(self, items: Sequence[tuple[str, list[str], str]]) -> tuple[list[Verdict], int]:
-        """Verdicts for (problem, previous steps, new step) items in one engine call, and tokens spent."""
-        outs = self.engine.generate([self.request(*item) for item in items])
+    def score(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
+        outs = self.engine.generate([self.request(item) for item in items])
         return [parse_verdict(o[0]) for o in outs], sum(o[0].tokens for o in outs)
