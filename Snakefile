@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import from_dict
 
@@ -13,7 +14,10 @@ from_dict(config)  # config/schema.yaml plus cross-field checks; the error names
 
 RUN = Path(config["output_root"]) / config["run"]
 CFG = RUN / "config.yaml"
-PY = f"{sys.executable} -m pipeline"  # the interpreter running Snakemake, so jobs see the same packages
+ENV = "config/conda.yaml"  # used with --software-deployment-method conda
+# Without conda, jobs use the interpreter running Snakemake, so they see the same packages.
+IN_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+PY = "python -m pipeline" if IN_CONDA else f"{sys.executable} -m pipeline"
 
 wildcard_constraints:
     shard=r"shard-\d{5}",
@@ -33,8 +37,12 @@ rule all:
 rule resolved_config:
     output:
         CFG,
+    log:
+        RUN / "logs/config.log",
     params:
         config=json.dumps(config, sort_keys=True),
+    conda:
+        ENV
     run:
         Path(output[0]).write_text(yaml.safe_dump(json.loads(params.config), sort_keys=False))
 
@@ -46,8 +54,12 @@ checkpoint problems:
         directory(RUN / "problems"),
     log:
         RUN / "logs/problems.log",
+    params:
+        py=PY,
+    conda:
+        ENV
     shell:
-        "{PY} problems --config {input.cfg} --out-dir {output} > {log} 2>&1"
+        "{params.py} problems --config {input.cfg} --out-dir {output} > {log} 2>&1"
 
 
 rule trees:
@@ -60,8 +72,12 @@ rule trees:
         RUN / "logs/trees/{shard}.log",
     resources:
         llm=1,
+    params:
+        py=PY,
+    conda:
+        ENV
     shell:
-        "{PY} trees --config {input.cfg} --problems {input.problems} --out {output} > {log} 2>&1"
+        "{params.py} trees --config {input.cfg} --problems {input.problems} --out {output} > {log} 2>&1"
 
 
 rule thoughts:
@@ -73,8 +89,12 @@ rule thoughts:
         RUN / "thoughts/{shard}.parquet",
     log:
         RUN / "logs/thoughts/{shard}.log",
+    params:
+        py=PY,
+    conda:
+        ENV
     shell:
-        "{PY} thoughts --config {input.cfg} --trees {input.trees} --problems {input.problems} --out {output} > {log} 2>&1"
+        "{params.py} thoughts --config {input.cfg} --trees {input.trees} --problems {input.problems} --out {output} > {log} 2>&1"
 
 
 rule polish:
@@ -87,8 +107,12 @@ rule polish:
         RUN / "logs/polish/{shard}.log",
     resources:
         llm=1,
+    params:
+        py=PY,
+    conda:
+        ENV
     shell:
-        "{PY} polish --config {input.cfg} --thoughts {input.thoughts} --out {output} > {log} 2>&1"
+        "{params.py} polish --config {input.cfg} --thoughts {input.thoughts} --out {output} > {log} 2>&1"
 
 
 rule export:
@@ -101,5 +125,10 @@ rule export:
         stats=RUN / "stats.json",
     log:
         RUN / "logs/export.log",
+    params:
+        py=PY,
+        out_dir=RUN / "sft",
+    conda:
+        ENV
     shell:
-        "{PY} export --config {input.cfg} --polished {input.polished} --out-dir {RUN}/sft > {log} 2>&1"
+        "{params.py} export --config {input.cfg} --polished {input.polished} --out-dir {params.out_dir} > {log} 2>&1"
