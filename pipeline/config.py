@@ -77,6 +77,7 @@ class ThoughtsConfig:
     max_trials: int = 2
     detour_depth: int = 2
     detour_probability: float = 1.0
+    aggregation: str = "min"
     transitions: str = "prompts/transitions.yaml"
 
 

@@ -197,6 +197,15 @@ def test_shortcut_prefers_best_path_score_and_breaks_ties_by_seed():
     assert choose_shortcut(tree, random.Random(0)) == [0, 1, 4, 10]
 
 
+@pytest.mark.parametrize(("aggregation", "expected"), [("min", 2), ("prod", 2), ("last", 4)])
+def test_shortcut_follows_the_configured_path_aggregation(aggregation, expected):
+    # Path to 2: steady 0.6, 0.6 (min 0.6, prod 0.36, last 0.6); path to 4: 0.3 then 0.9
+    # (min 0.3, prod 0.27, last 0.9).
+    tree = make_tree({1: 0, 2: 1, 3: 0, 4: 3}, correct=[2, 4], score={1: 0.6, 2: 0.6, 3: 0.3, 4: 0.9})
+    shortcut = choose_shortcut(tree, random.Random(0), aggregation)
+    assert shortcut[-1] == expected
+
+
 def test_same_seed_same_thought_different_seeds_differ():
     tree = bushy()
     a = derive_thoughts(tree, seed=7, journeys_per_tree=3, max_trials=2, detour_depth=3,

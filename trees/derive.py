@@ -110,17 +110,33 @@ def _node_score(node: Node) -> float:
     return node.score
 
 
-def path_score(tree: Tree, path: list[int]) -> float:
-    """Weakest link of a path: the lowest score among its non-root nodes."""
-    return min((_node_score(tree.nodes[i]) for i in path if i != ROOT_ID), default=0.5)
+AGGREGATIONS = ("min", "prod", "last")
 
 
-def choose_shortcut(tree: Tree, rng: random.Random) -> list[int] | None:
+def path_score(tree: Tree, path: list[int], aggregation: str = "min") -> float:
+    """A path's score from its steps' scores (Lightman et al.): the weakest step (min), all steps
+    together (prod), or the last step (last).
+
+    >>> t = Tree("p", [Node("p", 0, -1, 0, "q"), Node("p", 1, 0, 1, "a", score=0.5), Node("p", 2, 1, 2, "b", score=0.8)])
+    >>> [round(path_score(t, [0, 1, 2], a), 2) for a in AGGREGATIONS]
+    [0.5, 0.4, 0.8]
+    """
+    scores = [_node_score(tree.nodes[i]) for i in path if i != ROOT_ID] or [0.5]
+    if aggregation == "min":
+        return min(scores)
+    if aggregation == "prod":
+        return math.prod(scores)
+    if aggregation == "last":
+        return scores[-1]
+    raise ValueError(f"unknown path aggregation {aggregation!r} (expected one of {AGGREGATIONS})")
+
+
+def choose_shortcut(tree: Tree, rng: random.Random, aggregation: str = "min") -> list[int] | None:
     """The best-scored root-to-correct-leaf path (ties broken by rng), or None without one."""
     paths = [tree.path(leaf) for leaf in sorted(tree.correct_leaves()) if leaf != ROOT_ID]
     if not paths:
         return None
-    scores = [path_score(tree, p) for p in paths]
+    scores = [path_score(tree, p, aggregation) for p in paths]
     best = max(scores)
     return rng.choice([p for p, s in zip(paths, scores) if s == best])
 
@@ -259,6 +275,7 @@ def derive_thoughts(
     detour_depth: int,
     transitions: Transitions,
     detour_probability: float = 1.0,
+    aggregation: str = "min",
 ) -> list[Thought]:
     """Distinct journeys of the tree (up to journeys_per_tree), then the first one's shortcut.
 
@@ -269,7 +286,7 @@ def derive_thoughts(
     if journeys_per_tree < 0:
         raise ValueError("journeys_per_tree must be >= 0")
     first_rng = random.Random(f"{seed}:{tree.problem_id}:0")
-    first_shortcut = choose_shortcut(tree, first_rng)
+    first_shortcut = choose_shortcut(tree, first_rng, aggregation)
     if first_shortcut is None:
         return []
     thoughts: list[Thought] = []
@@ -279,7 +296,7 @@ def derive_thoughts(
             rng, shortcut = first_rng, first_shortcut
         else:
             rng = random.Random(f"{seed}:{tree.problem_id}:{k}")
-            shortcut = choose_shortcut(tree, rng)
+            shortcut = choose_shortcut(tree, rng, aggregation)
         journey = derive_journey(
             tree,
             shortcut,

@@ -49,6 +49,7 @@ def run_thoughts(cfg: Config, trees_path: str | Path, problems_path: str | Path,
             detour_depth=t.detour_depth,
             transitions=transitions,
             detour_probability=t.detour_probability,
+            aggregation=t.aggregation,
         )
         if not thoughts:
             without_correct.append(tree.problem_id)
