@@ -64,6 +64,10 @@ class AnswerChecker:
         self.timeout_s = timeout_s
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         self.workers = workers
+        # Start the workers (and their math-verify import) now, overlapping the model load,
+        # instead of inside the first tree level that checks an answer.
+        for _ in range(workers):
+            self.pool.submit(_verify_batch, [], timeout_s)
 
     def check(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """For each (reference, answer): does the answer verify against the reference (gold first)?"""

@@ -25,7 +25,8 @@ from trees.model import ROOT_ID, Node
 log = logging.getLogger(__name__)
 
 def node_seed(seed: int, problem_id: str, node_id: int) -> int:
-    """A sampling seed per node: the same config gives the same tree whatever the batch order."""
+    """A sampling seed per node, independent of batch order. On vLLM's CPU kernels a request's text
+    can still change with the batch it shares, so byte-identical reruns come from the response cache."""
     digest = hashlib.sha256(f"{seed}:{problem_id}:{node_id}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
