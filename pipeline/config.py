@@ -52,8 +52,31 @@ class PolicyConfig:
 
 @dataclass
 class PruningConfig:
-    scorer: str  # which scorer prunes: critic
+    scorer: str  # which scorer prunes: critic | prm-math-shepherd | prm-qwen | monte-carlo
     keep: int  # K: children kept per node
+
+
+@dataclass
+class PRMConfig:
+    """A process reward model; needs an in-process vllm engine (Qwen style: runner pooling)."""
+
+    engine: str = "local"
+    step_tag: str = "ки"  # Math-Shepherd: tag after each step, "+"/"-" read at the newest one
+    good: str = "+"
+    bad: str = "-"
+    separator: str = "<extra_0>"  # Qwen-PRM: step separator token
+    threshold: float = 0.5  # score at or above it: verdict "correct"
+
+
+@dataclass
+class RolloutsConfig:
+    """Monte-Carlo rollouts from each step with the policy's prompt."""
+
+    engine: str = "local"
+    m: int = 4
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
 
 
 @dataclass
@@ -102,6 +125,8 @@ class Config:
     policy: PolicyConfig
     pruning: PruningConfig
     critic: CriticConfig
+    prm: PRMConfig
+    rollouts: RolloutsConfig
     answer_check: AnswerCheckConfig
     thoughts: ThoughtsConfig
     polish: PolishConfig
@@ -112,7 +137,7 @@ class Config:
         return Path(self.output_root) / self.run
 
     def engine_names(self, *roles: str) -> list[str]:
-        """The engines behind roles (policy, critic, polish), without repeats."""
+        """The engines behind roles (policy, critic, polish, prm, rollouts), without repeats."""
         return list(dict.fromkeys(getattr(self, role).engine for role in roles))
 
 
@@ -138,11 +163,15 @@ def validate(raw: dict) -> None:
     policy = raw["policy"]
     if policy.get("temperature") == 0 and policy["width"] > 1:
         raise ConfigError("config field policy.temperature: must be > 0 to sample width > 1 different steps")
-    for section in ("policy", "critic", "polish"):
+    for section in ("policy", "critic", "polish", "prm", "rollouts"):
+        if section not in raw:
+            continue
         name = raw[section]["engine"]
         if name not in raw["engines"]:
             known = ", ".join(sorted(raw["engines"]))
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
+    if raw["pruning"]["scorer"].startswith("prm") and raw["engines"][raw["prm"]["engine"]]["kind"] != "vllm":
+        raise ConfigError("config field prm.engine: a PRM reads token probabilities, which needs a kind: vllm engine")
 
 
 def _build(cls, data: dict):
@@ -163,6 +192,8 @@ def from_dict(raw: dict) -> Config:
         policy=_build(PolicyConfig, raw["policy"]),
         pruning=_build(PruningConfig, raw["pruning"]),
         critic=_build(CriticConfig, raw["critic"]),
+        prm=_build(PRMConfig, raw.get("prm", {})),
+        rollouts=_build(RolloutsConfig, raw.get("rollouts", {})),
         answer_check=_build(AnswerCheckConfig, raw.get("answer_check", {})),
         thoughts=_build(ThoughtsConfig, raw.get("thoughts", {})),
         polish=_build(PolishConfig, raw["polish"]),

@@ -9,7 +9,8 @@ import pytest
 from pipeline.answers import AnswerChecker
 from pipeline.config import load
 from pipeline.scorers.critic import Critic
-from pipeline.stages.trees import TreeBuilder, tree_stats
+from pipeline.engines import EnginePool
+from pipeline.stages.trees import TreeBuilder, make_scorer, tree_stats
 from tests.conftest import EASY_PROBLEMS
 from trees.model import Tree
 
@@ -71,3 +72,29 @@ def test_terminal_answers_are_checked_against_the_reference(built):
     # (with this seed) at least one verified one.
     assert any(n.answer_correct is False for n in terminal)
     assert stats["correct_leaves"] >= 1
+
+
+@pytest.mark.parametrize("scorer", ["prm-math-shepherd", "monte-carlo"])
+def test_score_scorers_keep_the_k_best_children(vllm_engine, scorer):
+    cfg = load(
+        overrides={
+            "policy": {"width": 3, "max_depth": 2},
+            "pruning": {"scorer": scorer, "keep": 1},
+            "rollouts": {"m": 2, "max_tokens": 64},
+        }
+    )
+    with AnswerChecker(1, cfg.answer_check.timeout_s) as checker:
+        pool = EnginePool(cfg.engines)
+        pool.open["local"] = vllm_engine  # the module's engine stands in for the configured one
+        builder = TreeBuilder(cfg, vllm_engine, make_scorer(cfg, pool, checker), checker)
+        nodes = builder.build(EASY_PROBLEMS[:2])
+    siblings = defaultdict(list)
+    for n in nodes:
+        if not n.is_root and not n.prune_reason.startswith(("duplicate", "empty")):
+            assert n.scorer == scorer and 0.0 <= n.score <= 1.0
+            siblings[(n.problem_id, n.parent_id)].append(n)
+    assert siblings
+    for group in siblings.values():
+        kept = [n for n in group if n.kept]
+        assert len(kept) == 1
+        assert kept[0].score == max(n.score for n in group)

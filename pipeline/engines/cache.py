@@ -100,6 +100,15 @@ class CachedEngine:
             self.cache.commit()
         return results  # type: ignore[return-value]
 
+    def __getattr__(self, name: str):
+        # Other engine calls (a PRM's token probabilities, prompt rendering) are deterministic
+        # prefills, cheap to redo: they go to the engine uncached.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._engine is None:
+            self._engine = self._open()
+        return getattr(self._engine, name)
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()

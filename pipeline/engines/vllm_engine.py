@@ -100,3 +100,45 @@ class VLLMEngine:
     def close(self) -> None:
         # Drop the engine so its worker process and memory are released before the stage ends.
         del self.llm
+
+    def _single_token(self, text: str) -> int:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"{text!r} is {len(ids)} tokens for {self.label}'s tokenizer ({ids}), not one")
+        return ids[0]
+
+    def next_token_logprobs(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[dict[str, float]]:
+        """The model's log-probability of each candidate (a single token) right after each raw text
+        prompt (no chat template): judges that answer with a token, such as Math-Shepherd's +/-."""
+        from vllm import SamplingParams
+
+        if not prompts:
+            return []
+        ids = {c: self._single_token(c) for c in candidates}
+        # logprob_token_ids are gathered from the log-softmax of the raw logits (logprobs_mode
+        # "raw_logprobs"), before temperature, penalties or an allowed-token mask touch them.
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids.values())))
+        start = time.perf_counter()
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        self.stats.engine_s += time.perf_counter() - start
+        self.stats.calls += 1
+        self.stats.requests += len(prompts)
+        self.stats.prompt_tokens += sum(len(out.prompt_token_ids or ()) for out in outputs)
+        return [{c: out.outputs[0].logprobs[0][i].logprob for c, i in ids.items()} for out in outputs]
+
+    def token_label_probs(self, prompts: Sequence[str], token: str) -> list[list[list[float]]]:
+        """A token-classification model's label probabilities at every occurrence of `token` in each
+        raw text prompt, such as a Qwen-PRM's step separator. Needs the engine opened as a pooling
+        model (vllm_kwargs runner: pooling) whose pooling type is STEP (Qwen2ForProcessRewardModel's)."""
+        from vllm import PoolingParams
+
+        if not prompts:
+            return []
+        params = PoolingParams(step_tag_id=self._single_token(token))
+        start = time.perf_counter()
+        outputs = self.llm.encode(list(prompts), params, pooling_task="token_classify", use_tqdm=False)
+        self.stats.engine_s += time.perf_counter() - start
+        self.stats.calls += 1
+        self.stats.requests += len(prompts)
+        self.stats.prompt_tokens += sum(len(out.prompt_token_ids or ()) for out in outputs)
+        return [out.outputs.data.tolist() for out in outputs]

@@ -17,6 +17,8 @@ from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
 from pipeline.scorers.base import Scorer, StepToScore
 from pipeline.scorers.critic import Critic
+from pipeline.scorers.prm import MathShepherdPRM, QwenPRM
+from pipeline.scorers.rollouts import RolloutScorer
 from pipeline.engines import Engine, EnginePool, Request, cache_path
 from pipeline.prompts import PolicyPrompt
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
@@ -204,10 +206,31 @@ def tree_stats(nodes: list[Node]) -> dict:
     }
 
 
+SCORER_SECTION = {"critic": "critic", "prm-math-shepherd": "prm", "prm-qwen": "prm", "monte-carlo": "rollouts"}
+
+
 def make_scorer(cfg: Config, pool: EnginePool, checker: AnswerChecker) -> Scorer:
     """The scorer that prunes, as the config's pruning.scorer names it."""
-    if cfg.pruning.scorer == "critic":
+    name = cfg.pruning.scorer
+    if name == "critic":
         return Critic(pool.get(cfg.critic.engine), cfg.critic)
+    prm = cfg.prm
+    if name == "prm-math-shepherd":
+        return MathShepherdPRM(pool.get(prm.engine), step_tag=prm.step_tag, good=prm.good, bad=prm.bad, threshold=prm.threshold)
+    if name == "prm-qwen":
+        return QwenPRM(pool.get(prm.engine), separator=prm.separator, threshold=prm.threshold)
+    if name == "monte-carlo":
+        r = cfg.rollouts
+        return RolloutScorer(
+            pool.get(r.engine),
+            checker,
+            PolicyPrompt(cfg.policy.prompt),
+            m=r.m,
+            max_tokens=r.max_tokens,
+            temperature=r.temperature,
+            top_p=r.top_p,
+            delimiter=cfg.policy.step_delimiter,
+        )
     raise ValueError(f"config field pruning.scorer: unknown scorer {cfg.pruning.scorer!r}")
 
 
@@ -219,7 +242,7 @@ def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> d
         scorer = make_scorer(cfg, pool, checker)
         builder = TreeBuilder(cfg, policy, scorer, checker)
         nodes = builder.build(problems)
-        engines = pool.stats(cfg.engine_names("policy", cfg.pruning.scorer))
+        engines = pool.stats(cfg.engine_names("policy", SCORER_SECTION[cfg.pruning.scorer]))
     write_table([n.__dict__ for n in nodes], NODE_SCHEMA, out_path)
     wall = time.perf_counter() - start
     engine_s = sum(e["engine_s"] for e in engines.values())

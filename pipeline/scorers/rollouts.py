@@ -1,0 +1,103 @@
+"""Math-Shepherd's automatic process labels: roll the policy out from a step and count the finishes
+that reach the reference answer (soft label: their share; hard label: any)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from pipeline.answers import AnswerChecker, extract_boxed
+from pipeline.engines import Engine, Request
+from pipeline.prompts import PolicyPrompt
+from pipeline.scorers.base import StepScore, StepToScore
+
+
+def rollout_score(hits: int, m: int, truncated: int = 0) -> StepScore:
+    """Share of the m rollouts that reached the reference, "correct" when any did.
+
+    >>> rollout_score(2, 4)
+    StepScore(verdict='correct', score=0.5, rationale='2 of 4 rollouts reach the reference answer', problem='')
+    >>> rollout_score(0, 2, truncated=1).rationale
+    '0 of 2 rollouts reach the reference answer (1 cut off at the token limit)'
+    """
+    why = f"{hits} of {m} rollouts reach the reference answer"
+    if truncated:
+        why += f" ({truncated} cut off at the token limit)"
+    return StepScore("correct" if hits else "incorrect", hits / m, why)
+
+
+def own_answer_score(ok: bool) -> StepScore:
+    why = "the step's own answer " + ("verifies" if ok else "does not verify") + " against the reference"
+    return StepScore("correct" if ok else "incorrect", float(ok), why)
+
+
+class RolloutScorer:
+    """m policy completions per step, finished to the end of the solution in one engine batch.
+
+    A step that already holds a \\boxed{} answer is not rolled out: every rollout would end with that
+    answer, so its value is whether the answer itself verifies.
+    """
+
+    name = "monte-carlo"
+    rule = "score"
+
+    def __init__(
+        self,
+        engine: Engine,
+        checker: AnswerChecker,
+        prompt: PolicyPrompt,
+        *,
+        m: int = 4,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        delimiter: str = "\n\n",
+    ):
+        self.engine = engine
+        self.checker = checker
+        self.prompt = prompt
+        self.m = m
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.delimiter = delimiter
+
+    def request(self, item: StepToScore) -> Request:
+        # No stop string: a rollout runs on through later steps until the model ends its solution.
+        return Request.chat(
+            self.prompt.messages(item.problem, [*item.previous, item.step], self.delimiter),
+            n=self.m,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=item.seed,
+            continue_final=True,
+        )
+
+    def score(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
+        own = [extract_boxed(item.step) for item in items]
+        todo = [i for i, answer in enumerate(own) if answer is None]
+        outs = self.engine.generate([self.request(items[i]) for i in todo]) if todo else []
+        rollouts = dict(zip(todo, outs))
+
+        answers = [[a] for a in own]
+        for i, comps in rollouts.items():
+            answers[i] = [extract_boxed(c.text) for c in comps]
+        # The whole batch's answers go to math-verify in one call.
+        pairs = [(i, a) for i, found in enumerate(answers) for a in found if a is not None]
+        verified = self.checker.check([(items[i].reference, a) for i, a in pairs])
+        hits = Counter(i for (i, _), ok in zip(pairs, verified) if ok)
+
+        scores = []
+        for i in range(len(items)):
+            if i not in rollouts:
+                scores.append(own_answer_score(hits[i] > 0))
+                continue
+            comps = rollouts[i]
+            failed = next((c for c in comps if c.finish_reason == "error"), None)
+            if failed is not None:
+                scores.append(StepScore("unknown", None, problem=f"rollout failed: {failed.error}"))
+                continue
+            truncated = sum(c.finish_reason == "length" and a is None for c, a in zip(comps, answers[i]))
+            scores.append(rollout_score(hits[i], len(comps), truncated))
+        return scores, sum(c.tokens for comps in outs for c in comps)
