@@ -124,6 +124,7 @@ class Config:
     engines: dict[str, EngineSettings]
     policy: PolicyConfig
     pruning: PruningConfig
+    annotate: list[str]
     critic: CriticConfig
     prm: PRMConfig
     rollouts: RolloutsConfig
@@ -170,7 +171,8 @@ def validate(raw: dict) -> None:
         if name not in raw["engines"]:
             known = ", ".join(sorted(raw["engines"]))
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
-    if raw["pruning"]["scorer"].startswith("prm") and raw["engines"][raw["prm"]["engine"]]["kind"] != "vllm":
+    scorers = [raw["pruning"]["scorer"], *raw.get("annotate", [])]
+    if any(s.startswith("prm") for s in scorers) and raw["engines"][raw["prm"]["engine"]]["kind"] != "vllm":
         raise ConfigError("config field prm.engine: a PRM reads token probabilities, which needs a kind: vllm engine")
 
 
@@ -191,6 +193,7 @@ def from_dict(raw: dict) -> Config:
         engines={n: EngineSettings(name=n, **e) for n, e in raw["engines"].items()},
         policy=_build(PolicyConfig, raw["policy"]),
         pruning=_build(PruningConfig, raw["pruning"]),
+        annotate=list(raw.get("annotate", [])),
         critic=_build(CriticConfig, raw["critic"]),
         prm=_build(PRMConfig, raw.get("prm", {})),
         rollouts=_build(RolloutsConfig, raw.get("rollouts", {})),

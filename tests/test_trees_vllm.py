@@ -86,7 +86,7 @@ def test_score_scorers_keep_the_k_best_children(vllm_engine, scorer):
     with AnswerChecker(1, cfg.answer_check.timeout_s) as checker:
         pool = EnginePool(cfg.engines)
         pool.open["local"] = vllm_engine  # the module's engine stands in for the configured one
-        builder = TreeBuilder(cfg, vllm_engine, make_scorer(cfg, pool, checker), checker)
+        builder = TreeBuilder(cfg, vllm_engine, make_scorer(scorer, cfg, pool, checker), checker)
         nodes = builder.build(EASY_PROBLEMS[:2])
     siblings = defaultdict(list)
     for n in nodes:
@@ -98,3 +98,20 @@ def test_score_scorers_keep_the_k_best_children(vllm_engine, scorer):
         kept = [n for n in group if n.kept]
         assert len(kept) == 1
         assert kept[0].score == max(n.score for n in group)
+
+
+def test_annotators_judge_every_scored_step_without_pruning(vllm_engine):
+    cfg = load(overrides={"policy": {"width": 2, "max_depth": 2}, "annotate": ["prm-math-shepherd"]})
+    with AnswerChecker(1, cfg.answer_check.timeout_s) as checker:
+        pool = EnginePool(cfg.engines)
+        pool.open["local"] = vllm_engine
+        annotators = (make_scorer("prm-math-shepherd", cfg, pool, checker),)
+        builder = TreeBuilder(cfg, vllm_engine, Critic(vllm_engine, cfg.critic), checker, annotators)
+        nodes = builder.build(EASY_PROBLEMS[:1])
+    judged = [n for n in nodes if n.scorer == "llm-critic"]
+    assert judged
+    for n in judged:
+        assert [a["scorer"] for a in n.annotations] == ["prm-math-shepherd"]
+        assert 0.0 <= n.annotations[0]["score"] <= 1.0
+    # Pruning still follows the critic alone.
+    assert all(n.verdict == "correct" for n in judged if n.kept)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable, Iterator
 
 import pyarrow as pa
 
 ROOT_ID = 0
 VERDICTS = ("correct", "incorrect", "unknown")
+
+# Scores from scorers that annotate without pruning (config `annotate`).
+ANNOTATION = pa.struct(
+    [("scorer", pa.string()), ("verdict", pa.string()), ("score", pa.float64()), ("rationale", pa.string())]
+)
 
 NODE_SCHEMA = pa.schema(
     [
@@ -28,6 +33,7 @@ NODE_SCHEMA = pa.schema(
         ("prune_reason", pa.string()),
         ("tokens", pa.int64()),
         ("model", pa.string()),
+        ("annotations", pa.list_(ANNOTATION)),
     ]
 )
 
@@ -37,7 +43,8 @@ class Node:
     """One reasoning step. The root (node_id 0, parent_id -1) holds the problem text as its step.
 
     answer is the extracted final answer of a terminal node (None when it gave none);
-    answer_correct is None until checked. prune_reason is "" for kept nodes.
+    answer_correct is None until checked. prune_reason is "" for kept nodes. score, verdict and
+    rationale come from the scorer that pruned; annotations hold other scorers' judgements.
     """
 
     problem_id: str
@@ -56,6 +63,7 @@ class Node:
     prune_reason: str = ""
     tokens: int = 0
     model: str = ""
+    annotations: list[dict] = field(default_factory=list)
 
     @property
     def is_root(self) -> bool:

@@ -67,6 +67,13 @@ def run_export(cfg: Config, polished_paths: list[str | Path], out_dir: str | Pat
     }
     trees, thoughts, polish = stages["trees"], stages["thoughts"], stages["polish"]
     backtracks = [j["n_backtracks"] for j in journeys]
+    tokens = {
+        "policy": trees.get("policy_tokens") or 0,
+        "scorer": trees.get("scorer_tokens") or 0,
+        "annotators": trees.get("annotator_tokens") or 0,
+        "polish": polish.get("polish_tokens") or 0,
+    }
+    tree_tokens = tokens["policy"] + tokens["scorer"] + tokens["annotators"]
     attempted = polish.get("polish_attempted") or 0
     stats = {
         "run": cfg.run,
@@ -93,15 +100,11 @@ def run_export(cfg: Config, polished_paths: list[str | Path], out_dir: str | Pat
             "max": max(backtracks, default=None),
             "histogram": {str(k): v for k, v in sorted(Counter(backtracks).items())},
         },
-        "tokens": {
-            "policy": trees.get("policy_tokens") or 0,
-            "scorer": trees.get("scorer_tokens") or 0,
-            "polish": polish.get("polish_tokens") or 0,
-        },
+        "tokens": tokens,
         "polish_guard_pass_rate": round(polish["polished"] / attempted, 4) if attempted else None,
         "polish_failed_checks": polish.get("failed_checks"),
         "generated_tokens_per_s_trees": (
-            round(((trees.get("policy_tokens") or 0) + (trees.get("scorer_tokens") or 0)) / trees["engine_s"], 1)
+            round(tree_tokens / trees["engine_s"], 1)
             if trees.get("engine_s")
             else None
         ),

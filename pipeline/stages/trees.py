@@ -49,10 +49,18 @@ class _Problem:
 
 
 class TreeBuilder:
-    def __init__(self, cfg: Config, policy: Engine, scorer: Scorer, checker: AnswerChecker):
+    def __init__(
+        self,
+        cfg: Config,
+        policy: Engine,
+        scorer: Scorer,
+        checker: AnswerChecker,
+        annotators: tuple[Scorer, ...] = (),
+    ):
         self.cfg = cfg
         self.policy = policy
         self.scorer = scorer
+        self.annotators = annotators
         self.checker = checker
         self.prompt = PolicyPrompt(cfg.policy.prompt)
         self.counts: Counter = Counter()
@@ -127,6 +135,13 @@ class TreeBuilder:
                 self.counts[f"scorer: {sc.problem}"] += 1
                 if sc.score is None:
                     node.prune_reason = f"no score: {sc.problem}"
+        for annotator in self.annotators:
+            scores, tokens = annotator.score(items)
+            self.counts["annotator_tokens"] += tokens
+            for (_, node), sc in zip(todo, scores):
+                node.annotations.append(
+                    {"scorer": annotator.name, "verdict": sc.verdict, "score": sc.score, "rationale": sc.rationale}
+                )
 
     def _check_answers(self, created: list[tuple[_Problem, Node]]) -> None:
         terminal = [(pr, n) for pr, n in created if n.is_terminal]
@@ -209,9 +224,8 @@ def tree_stats(nodes: list[Node]) -> dict:
 SCORER_SECTION = {"critic": "critic", "prm-math-shepherd": "prm", "prm-qwen": "prm", "monte-carlo": "rollouts"}
 
 
-def make_scorer(cfg: Config, pool: EnginePool, checker: AnswerChecker) -> Scorer:
-    """The scorer that prunes, as the config's pruning.scorer names it."""
-    name = cfg.pruning.scorer
+def make_scorer(name: str, cfg: Config, pool: EnginePool, checker: AnswerChecker) -> Scorer:
+    """A scorer by its config name (pruning.scorer, annotate), on the engine its section names."""
     if name == "critic":
         return Critic(pool.get(cfg.critic.engine), cfg.critic)
     prm = cfg.prm
@@ -231,7 +245,7 @@ def make_scorer(cfg: Config, pool: EnginePool, checker: AnswerChecker) -> Scorer
             top_p=r.top_p,
             delimiter=cfg.policy.step_delimiter,
         )
-    raise ValueError(f"config field pruning.scorer: unknown scorer {cfg.pruning.scorer!r}")
+    raise ValueError(f"unknown scorer {name!r}")
 
 
 def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> dict:
@@ -239,14 +253,16 @@ def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> d
     problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
     with EnginePool(cfg.engines, cache_path(out_path)) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
         policy = pool.get(cfg.policy.engine)
-        scorer = make_scorer(cfg, pool, checker)
-        builder = TreeBuilder(cfg, policy, scorer, checker)
+        scorer = make_scorer(cfg.pruning.scorer, cfg, pool, checker)
+        annotators = tuple(make_scorer(name, cfg, pool, checker) for name in cfg.annotate)
+        builder = TreeBuilder(cfg, policy, scorer, checker, annotators)
         nodes = builder.build(problems)
-        engines = pool.stats(cfg.engine_names("policy", SCORER_SECTION[cfg.pruning.scorer]))
+        roles = [SCORER_SECTION[name] for name in (cfg.pruning.scorer, *cfg.annotate)]
+        engines = pool.stats(cfg.engine_names("policy", *roles))
     write_table([n.__dict__ for n in nodes], NODE_SCHEMA, out_path)
     wall = time.perf_counter() - start
     engine_s = sum(e["engine_s"] for e in engines.values())
-    generated = builder.counts["policy_tokens"] + builder.counts["scorer_tokens"]
+    generated = sum(builder.counts[k] for k in ("policy_tokens", "scorer_tokens", "annotator_tokens"))
     stats = {
         **tree_stats(nodes),
         **dict(builder.counts),
