@@ -86,7 +86,7 @@ def test_stats_add_up(run):
     assert stats["nodes_generated"] == stats["nodes_kept"] + stats["nodes_pruned"] > 0
     assert stats["problems_with_journey"] + stats["trees_without_correct_leaf"] == stats["trees_built"]
     assert stats["journeys"] == stats["shortcuts"] == stats["problems_with_journey"]
-    assert stats["tokens"]["policy"] > 0 and stats["tokens"]["critic"] > 0
+    assert stats["tokens"]["policy"] > 0 and stats["tokens"]["scorer"] > 0
     assert set(stats["wall_s"]) == {"problems", "trees", "thoughts", "polish", "export"}
     if stats["journeys"]:
         assert stats["tokens"]["polish"] > 0 and stats["polish_guard_pass_rate"] is not None
@@ -169,7 +169,7 @@ def test_policy_critic_and_polisher_can_each_use_an_openai_endpoint(server_url, 
     judged = [n for n in nodes if n["verdict"] in ("correct", "incorrect")]
     assert judged and all(n["rationale"] for n in judged)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["tokens"]["policy"] > 0 and stats["tokens"]["critic"] > 0
+    assert stats["tokens"]["policy"] > 0 and stats["tokens"]["scorer"] > 0
     # The key came from the environment and went nowhere else.
     assert key not in proc.stdout + proc.stderr
     for path in out.rglob("*"):
