@@ -7,7 +7,8 @@ from time import perf_counter
 
 from benchmarks import Figure
 from pipeline.config import PROJECT_ROOT, load
-from trees.derive import derive_thoughts, load_transitions
+from pipeline.stages.thoughts import configured_thoughts
+from trees.derive import load_transitions
 from trees.model import ROOT_ID, Node, Tree
 
 TREE_SIZE = 200
@@ -59,25 +60,13 @@ def synthetic_tree(rng: random.Random, problem_id: str, size: int = TREE_SIZE, m
 
 def run(n_trees: int, repeats: int = 3) -> Figure:
     cfg = load()
-    t = cfg.thoughts
-    transitions = load_transitions(PROJECT_ROOT / t.transitions)
+    transitions = load_transitions(PROJECT_ROOT / cfg.thoughts.transitions)
     rng = random.Random(cfg.seed)
     trees = [synthetic_tree(rng, f"synthetic-{i}") for i in range(n_trees)]
     best = float("inf")
     for _ in range(repeats):
         start = perf_counter()
-        thoughts = [
-            derive_thoughts(
-                tree,
-                seed=cfg.seed,
-                journeys_per_tree=t.journeys_per_tree,
-                max_trials=t.max_trials,
-                detour_depth=t.detour_depth,
-                transitions=transitions,
-                detour_probability=t.detour_probability,
-            )
-            for tree in trees
-        ]
+        thoughts = [configured_thoughts(tree, cfg, transitions) for tree in trees]
         best = min(best, perf_counter() - start)
     journeys = [th for per_tree in thoughts for th in per_tree if th.kind == "journey"]
     backtracks = sum(th.n_backtracks for th in journeys) / len(journeys)

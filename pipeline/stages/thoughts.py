@@ -9,8 +9,8 @@ from pathlib import Path
 from pipeline.answers import extract_boxed
 from pipeline.config import Config
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
-from trees.derive import Thought, derive_thoughts, load_transitions
-from trees.model import trees_from_table
+from trees.derive import Thought, Transitions, derive_thoughts, load_transitions
+from trees.model import Tree, trees_from_table
 
 
 def thought_row(thought: Thought, index: int, problem: str, reference: str) -> dict:
@@ -32,25 +32,30 @@ def thought_row(thought: Thought, index: int, problem: str, reference: str) -> d
     }
 
 
+def configured_thoughts(tree: Tree, cfg: Config, transitions: Transitions) -> list[Thought]:
+    """derive_thoughts with the config's seed and thoughts settings."""
+    t = cfg.thoughts
+    return derive_thoughts(
+        tree,
+        seed=cfg.seed,
+        journeys_per_tree=t.journeys_per_tree,
+        max_trials=t.max_trials,
+        detour_depth=t.detour_depth,
+        transitions=transitions,
+        detour_probability=t.detour_probability,
+        aggregation=t.aggregation,
+    )
+
+
 def run_thoughts(cfg: Config, trees_path: str | Path, problems_path: str | Path, out_path: str | Path) -> dict:
     start = time.perf_counter()
     problems = {p["problem_id"]: p for p in read_table(problems_path, PROBLEM_SCHEMA).to_pylist()}
     references = {pid: p["answer"] for pid, p in problems.items()}
     trees = trees_from_table(read_table(trees_path, NODE_SCHEMA), references)
-    t = cfg.thoughts
-    transitions = load_transitions(t.transitions)
+    transitions = load_transitions(cfg.thoughts.transitions)
     rows, without_correct = [], []
     for tree in trees:
-        thoughts = derive_thoughts(
-            tree,
-            seed=cfg.seed,
-            journeys_per_tree=t.journeys_per_tree,
-            max_trials=t.max_trials,
-            detour_depth=t.detour_depth,
-            transitions=transitions,
-            detour_probability=t.detour_probability,
-            aggregation=t.aggregation,
-        )
+        thoughts = configured_thoughts(tree, cfg, transitions)
         if not thoughts:
             without_correct.append(tree.problem_id)
         per_kind: Counter = Counter()
