@@ -54,7 +54,8 @@ def run(session: Session, rounds: int) -> Figure:
             f"vs all {sum(len(b) for b in build.batches)} requests of the first build as one raw batch "
             f"(upper bound, unreachable level by level): {single_tokens / single_s:.1f} tok/s, "
             f"ratio {best_ours / (single_tokens / single_s):.3f}",
-            "builds (nodes, tokens): " + ", ".join(f"({len(b.nodes)}, {b.tokens})" for b in session.builds)
+            "builds (nodes, tokens): "
+            + ", ".join(f"({len(b.nodes)}, {b.tokens})" for b in session.builds)
             + ("; all the same trees" if same else "; trees differ between builds, see p2"),
         ],
     )

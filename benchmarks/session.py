@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from time import perf_counter
-from typing import Sequence
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import PROJECT_ROOT, load

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Sequence
 
 BOXED = "\\boxed{"
 
@@ -82,7 +82,7 @@ class AnswerChecker:
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
 
-    def __enter__(self) -> "AnswerChecker":
+    def __enter__(self) -> AnswerChecker:
         return self
 
     def __exit__(self, *exc) -> None:

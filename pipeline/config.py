@@ -173,7 +173,9 @@ def validate(raw: dict) -> None:
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
     scorers = [raw["pruning"]["scorer"], *raw.get("annotate", [])]
     if any(s.startswith("prm") for s in scorers) and raw["engines"][raw["prm"]["engine"]]["kind"] != "vllm":
-        raise ConfigError("config field prm.engine: a PRM reads token probabilities, which needs a kind: vllm engine")
+        raise ConfigError(
+            "config field prm.engine: a PRM reads token probabilities, which needs a kind: vllm engine"
+        )
 
 
 def _build(cls, data: dict):

@@ -7,7 +7,7 @@ braces (\\boxed{...}, sets, JSON) that must pass through untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -33,7 +33,7 @@ def fill(template: str, **slots: str) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_yaml(path: str) -> dict:
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):

@@ -9,7 +9,11 @@ from pipeline.model_files import EMBEDDED_MODEL, resolve_model
 from tests.vllm_server import vllm_server
 
 EASY_PROBLEMS = [
-    {"problem_id": "pens", "problem": "Sara has 2 pens and gets 2 more. How many pens does she have?", "answer": "4"},
+    {
+        "problem_id": "pens",
+        "problem": "Sara has 2 pens and gets 2 more. How many pens does she have?",
+        "answer": "4",
+    },
     {"problem_id": "add-2-3", "problem": "What is 2 + 3?", "answer": "5"},
     {"problem_id": "add-4-4", "problem": "What is 4 + 4?", "answer": "8"},
 ]
@@ -25,7 +29,9 @@ def vllm_engine():
     from pipeline.engines.vllm_engine import VLLMEngine
 
     engine = VLLMEngine(
-        EngineSettings(name="local", kind="vllm", model=EMBEDDED_MODEL, gpu_memory_utilization=TEST_MEMORY_FRACTION)
+        EngineSettings(
+            name="local", kind="vllm", model=EMBEDDED_MODEL, gpu_memory_utilization=TEST_MEMORY_FRACTION
+        )
     )
     yield engine
     engine.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from pipeline.engines.base import Completion, EngineStats, Request
 
@@ -23,7 +23,9 @@ class FakeEngine:
 
     def _answer(self, request: Request, i: int) -> str:
         if request.json_schema:
-            return json.dumps({"correct": i % 2 == 0 or "1" in request.messages[-1][1], "rationale": "Checked."})
+            return json.dumps(
+                {"correct": i % 2 == 0 or "1" in request.messages[-1][1], "rationale": "Checked."}
+            )
         depth = request.messages[-1][1].count("\n\n") + 1
         return f"step {depth}.{i}" + (f" so \\boxed{{{i + 4}}}" if depth >= 2 else "")
 

@@ -6,9 +6,9 @@ import pytest
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import load
-from pipeline.scorers.critic import Critic
 from pipeline.engines.base import Completion, Request
 from pipeline.engines.cache import CachedEngine, ResponseCache
+from pipeline.scorers.critic import Critic
 from pipeline.stages.trees import TreeBuilder
 from tests.fake_engine import FakeEngine
 

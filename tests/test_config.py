@@ -22,7 +22,9 @@ SCHEMA_BREAKERS = [
     pytest.param({"bogus": 1}, "bogus", id="unknown-top-level-key"),
     pytest.param({"policy": {"widht": 3}}, "widht", id="misspelt-nested-key"),
     pytest.param(
-        {"engines": {"remote": {"kind": "openai", "model": "m"}}}, "engines.remote", id="openai-without-base-url"
+        {"engines": {"remote": {"kind": "openai", "model": "m"}}},
+        "engines.remote",
+        id="openai-without-base-url",
     ),
     pytest.param({"engines": {"local": {"kind": "tgi"}}}, "engines.local.kind", id="unknown-engine-kind"),
 ]

@@ -208,14 +208,17 @@ def test_shortcut_follows_the_configured_path_aggregation(aggregation, expected)
 
 def test_same_seed_same_thought_different_seeds_differ():
     tree = bushy()
-    a = derive_thoughts(tree, seed=7, journeys_per_tree=3, max_trials=2, detour_depth=3,
-                        transitions=TRANSITIONS)
-    b = derive_thoughts(tree, seed=7, journeys_per_tree=3, max_trials=2, detour_depth=3,
-                        transitions=TRANSITIONS)
+    a = derive_thoughts(
+        tree, seed=7, journeys_per_tree=3, max_trials=2, detour_depth=3, transitions=TRANSITIONS
+    )
+    b = derive_thoughts(
+        tree, seed=7, journeys_per_tree=3, max_trials=2, detour_depth=3, transitions=TRANSITIONS
+    )
     assert a == b
     texts = {
-        derive_thoughts(tree, seed=s, journeys_per_tree=1, max_trials=2, detour_depth=3,
-                        transitions=TRANSITIONS)[0].text
+        derive_thoughts(
+            tree, seed=s, journeys_per_tree=1, max_trials=2, detour_depth=3, transitions=TRANSITIONS
+        )[0].text
         for s in range(10)
     }
     assert len(texts) > 1
@@ -230,8 +233,9 @@ def test_thoughts_do_not_depend_on_other_trees_or_order():
 
 def test_derive_thoughts_returns_distinct_journeys_then_shortcut():
     tree = bushy()
-    thoughts = derive_thoughts(tree, seed=1, journeys_per_tree=6, max_trials=1, detour_depth=1,
-                               transitions=TRANSITIONS)
+    thoughts = derive_thoughts(
+        tree, seed=1, journeys_per_tree=6, max_trials=1, detour_depth=1, transitions=TRANSITIONS
+    )
     *journeys, shortcut = thoughts
     assert 1 <= len(journeys) <= 6
     assert all(j.kind == "journey" for j in journeys) and shortcut.kind == "shortcut"
@@ -242,16 +246,21 @@ def test_derive_thoughts_returns_distinct_journeys_then_shortcut():
 
 def test_many_journeys_on_a_path_collapse_to_one():
     tree = make_tree({1: 0, 2: 1}, correct=[2])
-    thoughts = derive_thoughts(tree, seed=0, journeys_per_tree=5, max_trials=3, detour_depth=3,
-                               transitions=TRANSITIONS)
+    thoughts = derive_thoughts(
+        tree, seed=0, journeys_per_tree=5, max_trials=3, detour_depth=3, transitions=TRANSITIONS
+    )
     assert [t.kind for t in thoughts] == ["journey", "shortcut"]
 
 
 def test_tree_without_correct_leaf_gives_nothing():
     tree = make_tree({1: 0, 2: 1, 3: 0}, wrong=[2, 3])
     assert choose_shortcut(tree, random.Random(0)) is None
-    assert derive_thoughts(tree, seed=0, journeys_per_tree=2, max_trials=2, detour_depth=2,
-                           transitions=TRANSITIONS) == []
+    assert (
+        derive_thoughts(
+            tree, seed=0, journeys_per_tree=2, max_trials=2, detour_depth=2, transitions=TRANSITIONS
+        )
+        == []
+    )
 
 
 def test_plain_correct_path_journey_equals_shortcut():
@@ -282,7 +291,7 @@ def test_detour_depth_bounds_steps_per_detour():
     chain = {1: 0, 2: 0, **{i: i - 1 for i in range(3, 10)}}  # 2 -> 3 -> ... -> 9
     tree = make_tree(chain, correct=[1])
     for depth in (1, 3, 20):
-        (_, d), = detours(journey(tree, max_trials=1, detour_depth=depth))
+        ((_, d),) = detours(journey(tree, max_trials=1, detour_depth=depth))
         assert d == [2, 3, 4, 5, 6, 7, 8, 9][:depth]
 
 
@@ -380,8 +389,7 @@ def test_shipped_transitions_load():
     "content, key",
     [
         ("reflect_no_rationale: [a]\nreturn: [b]\n", "reflect"),
-        ("reflect: ['x {rationale}']\nreflect_no_rationale: []\nreturn: [b]\n",
-         "reflect_no_rationale"),
+        ("reflect: ['x {rationale}']\nreflect_no_rationale: []\nreturn: [b]\n", "reflect_no_rationale"),
         ("reflect: ['x {rationale}']\nreflect_no_rationale: [a]\nreturn: [1]\n", "return"),
         ("reflect: [no slot]\nreflect_no_rationale: [a]\nreturn: [b]\n", "reflect"),
         ("- just a list\n", "reflect"),
@@ -397,8 +405,9 @@ def test_broken_transitions_name_the_key(tmp_path, content, key):
 def test_journey_rejects_a_shortcut_not_ending_at_a_correct_leaf():
     tree = bushy()
     with pytest.raises(ValueError):
-        derive_journey(tree, [0, 1, 5], random.Random(0), max_trials=1, detour_depth=1,
-                       transitions=TRANSITIONS)
+        derive_journey(
+            tree, [0, 1, 5], random.Random(0), max_trials=1, detour_depth=1, transitions=TRANSITIONS
+        )
     with pytest.raises(ValueError):
         derive_shortcut(tree, [0, 4, 10], seed=0)
 
@@ -409,9 +418,15 @@ def test_random_trees_satisfy_all_invariants():
         tree = random_tree(i)
         r = random.Random(i)
         max_trials, depth, p = r.randint(0, 3), r.randint(1, 4), r.choice([1.0, 0.5])
-        thoughts = derive_thoughts(tree, seed=i, journeys_per_tree=2, max_trials=max_trials,
-                                   detour_depth=depth, transitions=TRANSITIONS,
-                                   detour_probability=p)
+        thoughts = derive_thoughts(
+            tree,
+            seed=i,
+            journeys_per_tree=2,
+            max_trials=max_trials,
+            detour_depth=depth,
+            transitions=TRANSITIONS,
+            detour_probability=p,
+        )
         if not tree.correct_leaves():
             assert thoughts == []
             continue

@@ -40,9 +40,7 @@ def ask(content: str, **kwargs) -> Request:
 
 def test_batch_returns_n_completions_per_request_in_order(engine):
     words = ["apple", "river", "violet"]
-    requests = [
-        ask(f"Repeat this word exactly, and nothing else: {w}", n=3, max_tokens=10) for w in words
-    ]
+    requests = [ask(f"Repeat this word exactly, and nothing else: {w}", n=3, max_tokens=10) for w in words]
     results = engine.generate(requests)
 
     assert len(results) == len(words)

@@ -101,7 +101,7 @@ def test_derived_ids_are_stable_and_come_from_the_problem_text(tmp_path):
 
     first, second = problems(tmp_path / "a"), problems(tmp_path / "b")
     assert [p["problem_id"] for p in first] == [p["problem_id"] for p in second]
-    expected = "p-" + hashlib.sha256("What is 2 + 3?".encode()).hexdigest()[:12]
+    expected = "p-" + hashlib.sha256(b"What is 2 + 3?").hexdigest()[:12]
     assert first[0]["problem_id"] == expected
     assert len({p["problem_id"] for p in first}) == 16
     # With the id column unmapped it is just another field, kept in meta.
@@ -237,7 +237,9 @@ def test_parquet_numbers_become_clean_text(tmp_path):
 
     kept = [(p["problem_id"], p["answer"]) for p in problems(tmp_path / "out")]
     assert kept == [("10", "5"), ("11", "2.5"), ("13", "3")]
-    assert [(r["row"], r["field"], r["problem_id"]) for r in rejects(tmp_path / "out")] == [(2, "answer", "12")]
+    assert [(r["row"], r["field"], r["problem_id"]) for r in rejects(tmp_path / "out")] == [
+        (2, "answer", "12")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -311,7 +313,9 @@ def test_missing_local_file_raises_before_writing(tmp_path, name):
 
 def test_no_valid_rows_raises_and_keeps_the_rejects(tmp_path):
     source = tmp_path / "bad.jsonl"
-    write_jsonl(source, [{"id": "a", "problem": "", "answer": "1"}, {"id": "b", "problem": "Q?", "answer": ""}])
+    write_jsonl(
+        source, [{"id": "a", "problem": "", "answer": "1"}, {"id": "b", "problem": "Q?", "answer": ""}]
+    )
 
     with pytest.raises(ValueError, match=r"no valid problems in .*bad\.jsonl: 2 rows read, 2 rejected"):
         run_problems(config(source), tmp_path / "out")

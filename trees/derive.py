@@ -70,9 +70,7 @@ def load_transitions(path: str | Path) -> Transitions:
     """Read and validate a transitions YAML file; ValueError names the offending key."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(
-            f"{path}: expected a mapping with keys reflect, reflect_no_rationale, return"
-        )
+        raise ValueError(f"{path}: expected a mapping with keys reflect, reflect_no_rationale, return")
     lists = {}
     for key in ("reflect", "reflect_no_rationale", "return"):
         value = data.get(key)
@@ -243,14 +241,10 @@ def derive_journey(
     visits = [ROOT_ID]
     backtracks = 0
     for u, on_path_child in zip(shortcut, shortcut[1:]):
-        for start in _detour_candidates(
-            tree, u, on_path_child, rng, max_trials, detour_probability
-        ):
+        for start in _detour_candidates(tree, u, on_path_child, rng, max_trials, detour_probability):
             detour = _descend(tree, start, rng, detour_depth)
             segments.extend(_step(tree, i) for i in detour)
-            segments.append(
-                Segment("reflection", _reflection(tree, detour, u, rng, transitions), detour[-1])
-            )
+            segments.append(Segment("reflection", _reflection(tree, detour, u, rng, transitions), detour[-1]))
             visits.extend(detour)
             visits.append(u)
             backtracks += 1

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from pipeline.engines.base import Completion, Engine, EngineSettings, EngineStats, Request
 from pipeline.engines.cache import CachedEngine, ResponseCache
@@ -55,7 +55,7 @@ class EnginePool:
         if self.cache is not None:
             self.cache.close()
 
-    def __enter__(self) -> "EnginePool":
+    def __enter__(self) -> EnginePool:
         return self
 
     def __exit__(self, *exc) -> None:

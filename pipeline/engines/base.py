@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Request:
     json_schema: str | None = None
 
     @staticmethod
-    def chat(messages: Sequence[dict], **kwargs) -> "Request":
+    def chat(messages: Sequence[dict], **kwargs) -> Request:
         return Request(messages=tuple((m["role"], m["content"]) for m in messages), **kwargs)
 
     def message_dicts(self) -> list[dict]:

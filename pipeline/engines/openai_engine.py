@@ -6,8 +6,8 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import openai
 
@@ -67,7 +67,11 @@ class OpenAIEngine:
             failed = sum(any(c.finish_reason == "error" for c in comps) for comps in results)
             log.warning(
                 "%s: %d of %d requests failed after retries (%d completions left empty), e.g. %s",
-                self.label, failed, len(requests), len(errors), errors[0],
+                self.label,
+                failed,
+                len(requests),
+                len(errors),
+                errors[0],
             )
         return results
 
@@ -117,9 +121,7 @@ class OpenAIEngine:
                 finish_reason="length" if choice.finish_reason == "length" else "stop",
                 ended=_ended(choice, request),
             )
-            for choice, text, tokens in zip(
-                response.choices, texts, _split_tokens(completion_tokens, texts)
-            )
+            for choice, text, tokens in zip(response.choices, texts, _split_tokens(completion_tokens, texts))
         ]
 
     def _params(self, request: Request, n: int, seed: int | None) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from pipeline.engines.base import Completion, EngineSettings, EngineStats, Request
 from pipeline.model_files import cache_root, resolve_model
@@ -107,7 +107,9 @@ class VLLMEngine:
             raise ValueError(f"{text!r} is {len(ids)} tokens for {self.label}'s tokenizer ({ids}), not one")
         return ids[0]
 
-    def next_token_logprobs(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[dict[str, float]]:
+    def next_token_logprobs(
+        self, prompts: Sequence[str], candidates: Sequence[str]
+    ) -> list[dict[str, float]]:
         """The model's log-probability of each candidate (a single token) right after each raw text
         prompt (no chat template): judges that answer with a token, such as Math-Shepherd's +/-."""
         from vllm import SamplingParams
@@ -117,7 +119,9 @@ class VLLMEngine:
         ids = {c: self._single_token(c) for c in candidates}
         # logprob_token_ids are gathered from the log-softmax of the raw logits (logprobs_mode
         # "raw_logprobs"), before temperature, penalties or an allowed-token mask touch them.
-        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids.values())))
+        params = SamplingParams(
+            max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids.values()))
+        )
         start = time.perf_counter()
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         self.stats.engine_s += time.perf_counter() - start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from pipeline.config import CriticConfig
 from pipeline.engines import Completion, Engine, Request
@@ -38,7 +38,11 @@ def parse_verdict(completion: Completion) -> StepScore:
         data = json.loads(text)
     except json.JSONDecodeError:
         data = None
-    if isinstance(data, dict) and isinstance(data.get("correct"), bool) and isinstance(data.get("rationale"), str):
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("correct"), bool)
+        and isinstance(data.get("rationale"), str)
+    ):
         ok = data["correct"]
         return StepScore("correct" if ok else "incorrect", float(ok), data["rationale"].strip())
     correct = _CORRECT.search(text)

@@ -7,7 +7,8 @@ reads a token-classification head at a step separator. Both keep the top K child
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from pipeline.engines.base import Request
 from pipeline.scorers.base import StepScore, StepToScore
@@ -18,7 +19,9 @@ QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within 
 class NextTokenEngine(Protocol):
     label: str
 
-    def next_token_logprobs(self, prompts: Sequence[str], candidates: Sequence[str]) -> list[dict[str, float]]: ...
+    def next_token_logprobs(
+        self, prompts: Sequence[str], candidates: Sequence[str]
+    ) -> list[dict[str, float]]: ...
 
 
 class TokenClassifyEngine(Protocol):

@@ -4,7 +4,7 @@ that reach the reference answer (soft label: their share; hard label: any)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.engines import Engine, Request

@@ -104,9 +104,7 @@ def run_export(cfg: Config, polished_paths: list[str | Path], out_dir: str | Pat
         "polish_guard_pass_rate": round(polish["polished"] / attempted, 4) if attempted else None,
         "polish_failed_checks": polish.get("failed_checks"),
         "generated_tokens_per_s_trees": (
-            round(tree_tokens / trees["engine_s"], 1)
-            if trees.get("engine_s")
-            else None
+            round(tree_tokens / trees["engine_s"], 1) if trees.get("engine_s") else None
         ),
         "wall_s": {
             "problems": problems.get("wall_s"),

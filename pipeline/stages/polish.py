@@ -37,7 +37,10 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
     if todo:
         prompt = PolishPrompt(p.prompt)
         markers = load_yaml(p.prompt).get("backtrack_markers", [])
-        with EnginePool(cfg.engines, cache_path(out_path)) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
+        with (
+            EnginePool(cfg.engines, cache_path(out_path)) as pool,
+            AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
+        ):
             engine = pool.get(p.engine)
             requests = [
                 Request.chat(

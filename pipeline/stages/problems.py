@@ -17,9 +17,10 @@ import numbers
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -85,7 +86,10 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
     if outcome.rejects:
         log.warning(
             "%d of %d rows rejected from %s; see %s",
-            len(outcome.rejects), outcome.rows_read, pc.source, rejects_path,
+            len(outcome.rejects),
+            outcome.rows_read,
+            pc.source,
+            rejects_path,
         )
     if not outcome.problems:
         raise ValueError(
@@ -333,4 +337,3 @@ def _write_shards(problems: list[dict], shard_size: int, out_dir: Path) -> int:
         if stale.name not in written:
             stale.unlink()
     return len(written)
-

@@ -47,7 +47,9 @@ def configured_thoughts(tree: Tree, cfg: Config, transitions: Transitions) -> li
     )
 
 
-def run_thoughts(cfg: Config, trees_path: str | Path, problems_path: str | Path, out_path: str | Path) -> dict:
+def run_thoughts(
+    cfg: Config, trees_path: str | Path, problems_path: str | Path, out_path: str | Path
+) -> dict:
     start = time.perf_counter()
     problems = {p["problem_id"]: p for p in read_table(problems_path, PROBLEM_SCHEMA).to_pylist()}
     references = {pid: p["answer"] for pid, p in problems.items()}

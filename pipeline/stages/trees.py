@@ -15,16 +15,17 @@ from pathlib import Path
 
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
+from pipeline.engines import Engine, EnginePool, Request, cache_path
+from pipeline.prompts import PolicyPrompt
 from pipeline.scorers.base import Scorer, StepToScore
 from pipeline.scorers.critic import Critic
 from pipeline.scorers.prm import MathShepherdPRM, QwenPRM
 from pipeline.scorers.rollouts import RolloutScorer
-from pipeline.engines import Engine, EnginePool, Request, cache_path
-from pipeline.prompts import PolicyPrompt
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
 from trees.model import ROOT_ID, Node
 
 log = logging.getLogger(__name__)
+
 
 def node_seed(seed: int, problem_id: str, node_id: int) -> int:
     """A sampling seed per node, independent of batch order. On vLLM's CPU kernels a request's text
@@ -107,7 +108,9 @@ class TreeBuilder:
                     seen.add(step)
                     node.answer = extract_boxed(step)
                     # A model that closes its turn has finished its solution, answer or not.
-                    node.is_terminal = node.answer is not None or comp.ended or depth >= self.cfg.policy.max_depth
+                    node.is_terminal = (
+                        node.answer is not None or comp.ended or depth >= self.cfg.policy.max_depth
+                    )
                 prob.nodes.append(node)
                 created.append((prob, node))
         return created
@@ -130,7 +133,12 @@ class TreeBuilder:
         self.counts["scorer_calls"] += 1
         self.counts["scorer_tokens"] += tokens
         for (_, node), sc in zip(todo, scores):
-            node.verdict, node.rationale, node.score, node.scorer = sc.verdict, sc.rationale, sc.score, self.scorer.name
+            node.verdict, node.rationale, node.score, node.scorer = (
+                sc.verdict,
+                sc.rationale,
+                sc.score,
+                self.scorer.name,
+            )
             if sc.problem:
                 self.counts[f"scorer: {sc.problem}"] += 1
                 if sc.score is None:
@@ -140,7 +148,12 @@ class TreeBuilder:
             self.counts["annotator_tokens"] += tokens
             for (_, node), sc in zip(todo, scores):
                 node.annotations.append(
-                    {"scorer": annotator.name, "verdict": sc.verdict, "score": sc.score, "rationale": sc.rationale}
+                    {
+                        "scorer": annotator.name,
+                        "verdict": sc.verdict,
+                        "score": sc.score,
+                        "rationale": sc.rationale,
+                    }
                 )
 
     def _check_answers(self, created: list[tuple[_Problem, Node]]) -> None:
@@ -176,7 +189,12 @@ class TreeBuilder:
 
     def build(self, problems: list[dict]) -> list[Node]:
         probs = [
-            _Problem(p["problem_id"], p["problem"], p["answer"], [Node(p["problem_id"], ROOT_ID, -1, 0, p["problem"])])
+            _Problem(
+                p["problem_id"],
+                p["problem"],
+                p["answer"],
+                [Node(p["problem_id"], ROOT_ID, -1, 0, p["problem"])],
+            )
             for p in problems
         ]
         frontier = [(pr, pr.nodes[ROOT_ID]) for pr in probs]
@@ -221,7 +239,12 @@ def tree_stats(nodes: list[Node]) -> dict:
     }
 
 
-SCORER_SECTION = {"critic": "critic", "prm-math-shepherd": "prm", "prm-qwen": "prm", "monte-carlo": "rollouts"}
+SCORER_SECTION = {
+    "critic": "critic",
+    "prm-math-shepherd": "prm",
+    "prm-qwen": "prm",
+    "monte-carlo": "rollouts",
+}
 
 
 def make_scorer(name: str, cfg: Config, pool: EnginePool, checker: AnswerChecker) -> Scorer:
@@ -230,7 +253,9 @@ def make_scorer(name: str, cfg: Config, pool: EnginePool, checker: AnswerChecker
         return Critic(pool.get(cfg.critic.engine), cfg.critic)
     prm = cfg.prm
     if name == "prm-math-shepherd":
-        return MathShepherdPRM(pool.get(prm.engine), step_tag=prm.step_tag, good=prm.good, bad=prm.bad, threshold=prm.threshold)
+        return MathShepherdPRM(
+            pool.get(prm.engine), step_tag=prm.step_tag, good=prm.good, bad=prm.bad, threshold=prm.threshold
+        )
     if name == "prm-qwen":
         return QwenPRM(pool.get(prm.engine), separator=prm.separator, threshold=prm.threshold)
     if name == "monte-carlo":
@@ -251,7 +276,10 @@ def make_scorer(name: str, cfg: Config, pool: EnginePool, checker: AnswerChecker
 def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> dict:
     start = time.perf_counter()
     problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
-    with EnginePool(cfg.engines, cache_path(out_path)) as pool, AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker:
+    with (
+        EnginePool(cfg.engines, cache_path(out_path)) as pool,
+        AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
+    ):
         policy = pool.get(cfg.policy.engine)
         scorer = make_scorer(cfg.pruning.scorer, cfg, pool, checker)
         annotators = tuple(make_scorer(name, cfg, pool, checker) for name in cfg.annotate)
