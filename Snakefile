@@ -8,9 +8,10 @@ import yaml
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import from_dict
+from pipeline.formats import output_files
 
 configfile: "config/config.yaml"
-from_dict(config)  # config/schema.yaml plus cross-field checks; the error names the bad field
+CONFIG = from_dict(config)  # config/schema.yaml plus cross-field checks; the error names the bad field
 
 RUN = Path(config["output_root"]) / config["run"]
 CFG = RUN / "config.yaml"
@@ -23,9 +24,14 @@ wildcard_constraints:
     shard=r"shard-\d{5}",
 
 
-def polished_shards(wildcards):
-    shards = glob_wildcards(Path(checkpoints.problems.get().output[0]) / "{shard}.parquet").shard
-    return expand(RUN / "polished/{shard}.parquet", shard=sorted(s for s in shards if s.startswith("shard-")))
+def shard_files(stage):
+    """An input function: the stage's file of every shard the problems checkpoint wrote."""
+
+    def files(wildcards):
+        shards = glob_wildcards(Path(checkpoints.problems.get().output[0]) / "{shard}.parquet").shard
+        return expand(RUN / stage / "{shard}.parquet", shard=sorted(s for s in shards if s.startswith("shard-")))
+
+    return files
 
 
 rule all:
@@ -118,10 +124,12 @@ rule polish:
 rule export:
     input:
         cfg=CFG,
-        polished=polished_shards,
+        polished=shard_files("polished"),
+        trees=shard_files("trees"),
+        problems=shard_files("problems"),
     output:
-        journey=RUN / "sft/journey.parquet",
-        shortcut=RUN / "sft/shortcut.parquet",
+        files=[RUN / "sft" / f for f in output_files(CONFIG.export.formats)],
+        card=RUN / "sft/README.md",
         stats=RUN / "stats.json",
     log:
         RUN / "logs/export.log",
@@ -131,4 +139,5 @@ rule export:
     conda:
         ENV
     shell:
-        "{params.py} export --config {input.cfg} --polished {input.polished} --out-dir {params.out_dir} > {log} 2>&1"
+        "{params.py} export --config {input.cfg} --polished {input.polished} --trees {input.trees} "
+        "--problems {input.problems} --out-dir {params.out_dir} > {log} 2>&1"

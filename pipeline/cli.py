@@ -31,8 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     p = stage("polish", "polish one shard's journeys with an LLM, behind the guard")
     p.add_argument("--thoughts", required=True)
     p.add_argument("--out", required=True)
-    p = stage("export", "write SFT parquet and stats.json from all polished shards")
+    p = stage("export", "write the training formats, dataset card and stats.json from all shards")
     p.add_argument("--polished", nargs="+", required=True)
+    p.add_argument("--trees", nargs="+", required=True, help="the trees shards, for the tree formats")
+    p.add_argument("--problems", nargs="+", required=True, help="the problems shards, for reference answers")
     p.add_argument("--out-dir", required=True, help="the run's sft/ folder")
     stage("check-config", "validate a config and print it resolved")
     sub.add_parser("prepare-model", help="convert the embedded SmolLM2 GGUF to a Hugging Face folder")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from pipeline.stages.export import run_export
 
-        stats = run_export(cfg, args.polished, args.out_dir)
+        stats = run_export(cfg, args.polished, args.trees, args.problems, args.out_dir)
     summary = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
     print(json.dumps(summary))
     return 0

@@ -11,6 +11,7 @@ import jsonschema
 import yaml
 
 from pipeline.engines.base import EngineSettings
+from pipeline.formats import FORMATS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
@@ -116,6 +117,15 @@ class PolishConfig:
 
 
 @dataclass
+class ExportConfig:
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
+    pairs_per_problem: int = 5
+    revision_max_wrong: int = 4
+    step_labels: str = "pruning"  # stepwise labels: the pruning scorer's verdicts, or a scorer in annotate
+    push_to_hub: str | None = None  # a Hugging Face dataset repo id, or file:///folder for a local copy
+
+
+@dataclass
 class Config:
     run: str
     output_root: str
@@ -131,6 +141,7 @@ class Config:
     answer_check: AnswerCheckConfig
     thoughts: ThoughtsConfig
     polish: PolishConfig
+    export: ExportConfig
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -171,6 +182,11 @@ def validate(raw: dict) -> None:
         if name not in raw["engines"]:
             known = ", ".join(sorted(raw["engines"]))
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
+    step_labels = raw.get("export", {}).get("step_labels", "pruning")
+    if step_labels != "pruning" and step_labels not in raw.get("annotate", []):
+        raise ConfigError(
+            f"config field export.step_labels: {step_labels!r} is not in annotate, so no step carries its verdict"
+        )
     scorers = [raw["pruning"]["scorer"], *raw.get("annotate", [])]
     if any(s.startswith("prm") for s in scorers) and raw["engines"][raw["prm"]["engine"]]["kind"] != "vllm":
         raise ConfigError(
@@ -202,6 +218,7 @@ def from_dict(raw: dict) -> Config:
         answer_check=_build(AnswerCheckConfig, raw.get("answer_check", {})),
         thoughts=_build(ThoughtsConfig, raw.get("thoughts", {})),
         polish=_build(PolishConfig, raw["polish"]),
+        export=_build(ExportConfig, raw.get("export", {})),
         raw=raw,
     )
 

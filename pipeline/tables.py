@@ -74,12 +74,63 @@ SFT_SCHEMA = pa.schema(
     ]
 )
 
+_MESSAGES = pa.list_(_MESSAGE)
+PREFERENCE_SCHEMA = pa.schema(
+    [
+        ("prompt", _MESSAGES),
+        ("chosen", _MESSAGES),
+        ("rejected", _MESSAGES),
+        ("problem_id", pa.string()),
+        ("chosen_leaf", pa.int64()),
+        ("rejected_leaf", pa.int64()),
+        ("chosen_answer", pa.string()),
+        ("rejected_answer", pa.string()),
+    ]
+)
+
+STEPWISE_SCHEMA = pa.schema(
+    [
+        ("prompt", pa.string()),
+        ("completions", pa.list_(pa.string())),
+        ("labels", pa.list_(pa.bool_())),
+        ("problem_id", pa.string()),
+        ("leaf_id", pa.int64()),
+        ("label_source", pa.string()),  # the scorer(s) whose verdicts became the labels
+        ("answer_correct", pa.bool_()),  # the leaf's checked answer (null: not terminal or not checked)
+    ]
+)
+
+REVISION_SCHEMA = pa.schema(
+    [
+        ("prompt", _MESSAGES),  # problem, then each wrong attempt followed by a request to revise
+        ("completion", _MESSAGES),  # the correct attempt
+        ("problem_id", pa.string()),
+        ("correct_leaf", pa.int64()),
+        ("wrong_leaves", pa.list_(pa.int64())),  # in the order they appear in the prompt
+        ("n_wrong", pa.int64()),
+    ]
+)
+
+O1_JOURNEY_SCHEMA = pa.schema([("question", pa.string()), ("longCOT", pa.string()), ("answer", pa.string())])
+
+SHAREGPT_SCHEMA = pa.schema(
+    [
+        ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))),
+        ("problem_id", pa.string()),
+    ]
+)
+
 __all__ = [
     "NODE_SCHEMA",
+    "O1_JOURNEY_SCHEMA",
     "POLISHED_SCHEMA",
+    "PREFERENCE_SCHEMA",
     "PROBLEM_SCHEMA",
     "REJECT_SCHEMA",
+    "REVISION_SCHEMA",
     "SFT_SCHEMA",
+    "SHAREGPT_SCHEMA",
+    "STEPWISE_SCHEMA",
     "THOUGHT_SCHEMA",
     "read_table",
     "stats_path",

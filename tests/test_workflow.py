@@ -210,3 +210,69 @@ def test_policy_critic_and_polisher_can_each_use_an_openai_endpoint(server_url, 
     for path in out.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
+
+
+def test_every_format_loads_with_datasets_and_trl_reads_it(run):
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl.data_utils import (
+        is_conversational,
+        is_conversational_from_value,
+        maybe_apply_chat_template,
+        maybe_convert_to_chatml,
+    )
+
+    from pipeline.formats import FORMATS, output_files
+    from pipeline.model_files import resolve_model
+
+    out, _ = run
+    sft = out / "sft"
+    stats = json.loads((out / "stats.json").read_text())
+    files = [f for f in output_files(list(FORMATS)) if f.endswith(".parquet")]
+    assert list(stats["exports"]) == files
+    data = {f: load_dataset("parquet", data_files=str(sft / f), split="train") for f in files}
+    for f in files:
+        assert data[f].num_rows == stats["exports"][f], f
+    assert data["preference.parquet"].num_rows and data["revision.parquet"].num_rows
+    assert data["stepwise.parquet"].num_rows
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
+    for f, keys in [
+        ("journey.parquet", {"text"}),
+        ("preference.parquet", {"prompt", "chosen", "rejected"}),
+        ("revision.parquet", {"prompt", "completion"}),
+    ]:
+        for row in data[f]:
+            assert is_conversational(row), f
+            rendered = maybe_apply_chat_template(row, tokenizer)
+            assert all(isinstance(rendered[k], str) and rendered[k] for k in keys), f
+    for row in data["journey_sharegpt.parquet"]:
+        assert is_conversational_from_value(row)
+        # TRL renames the keys (from/value -> role/content) and keeps sharegpt's role names.
+        assert is_conversational(maybe_convert_to_chatml(row))
+
+    trees = pq.read_table(out / "trees" / "shard-00000.parquet").to_pylist()
+    trees += pq.read_table(out / "trees" / "shard-00001.parquet").to_pylist()
+    nodes = {(n["problem_id"], n["node_id"]): n for n in trees}
+    for p in data["preference.parquet"]:
+        assert nodes[p["problem_id"], p["chosen_leaf"]]["answer_correct"] is True
+        assert nodes[p["problem_id"], p["rejected_leaf"]]["answer_correct"] is False
+        assert p["chosen"] != p["rejected"]
+    pairs = [
+        (p["problem_id"], p["chosen"][0]["content"], p["rejected"][0]["content"])
+        for p in data["preference.parquet"]
+    ]
+    assert len(pairs) == len(set(pairs))
+    for r in data["stepwise.parquet"]:
+        assert len(r["labels"]) == len(r["completions"]) > 0 and r["label_source"] == "llm-critic"
+    for r in data["revision.parquet"]:
+        assert nodes[r["problem_id"], r["correct_leaf"]]["answer_correct"] is True
+        assert r["n_wrong"] <= 4 and r["prompt"][-1]["role"] == "user"
+    for r in data["o1_journey.parquet"]:
+        assert r["longCOT"].endswith("\n####") and r["answer"]
+    info = json.loads((sft / "dataset_info.json").read_text())
+    assert {e["file_name"] for e in info.values()} == {
+        "journey_sharegpt.parquet",
+        "shortcut_sharegpt.parquet",
+    }
+    card = (sft / "README.md").read_text()
+    assert all(f"| {f} | {n} |" in card for f, n in stats["exports"].items())

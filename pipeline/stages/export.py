@@ -1,29 +1,39 @@
-"""Export stage: gather the polished shards into SFT parquet (TRL conversational) and stats.json."""
+"""Export stage: trees and polished thoughts of every shard -> the configured training formats under
+sft/, their dataset card, stats.json, and optionally a push to the Hub."""
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.tables import POLISHED_SCHEMA, SFT_SCHEMA, read_table, stats_path, write_json, write_table
-
-
-def sft_row(row: dict) -> dict:
-    return {
-        "messages": [
-            {"role": "user", "content": row["problem"]},
-            {"role": "assistant", "content": row["text"]},
-        ],
-        "problem_id": row["problem_id"],
-        "thought_id": row["thought_id"],
-        "answer": row["answer"],
-        "n_steps": row["n_steps"],
-        "n_backtracks": row["n_backtracks"],
-        "polish_status": row["polish_status"],
-    }
+from pipeline.formats import output_files
+from pipeline.formats.card import dataset_card
+from pipeline.formats.preference import preference_pairs
+from pipeline.formats.revision import revision_rows
+from pipeline.formats.sft import o1_journey_row, sft_row, sharegpt_info, sharegpt_row
+from pipeline.formats.stepwise import PRUNING, stepwise_rows
+from pipeline.hub import push_to_hub, repos_for
+from pipeline.scorers.critic import Critic
+from pipeline.tables import (
+    NODE_SCHEMA,
+    O1_JOURNEY_SCHEMA,
+    POLISHED_SCHEMA,
+    PREFERENCE_SCHEMA,
+    PROBLEM_SCHEMA,
+    REVISION_SCHEMA,
+    SFT_SCHEMA,
+    SHAREGPT_SCHEMA,
+    STEPWISE_SCHEMA,
+    read_table,
+    stats_path,
+    write_json,
+    write_table,
+)
+from trees.model import Tree, trees_from_table
 
 
 def _sum(parts: list[dict], key: str):
@@ -47,16 +57,104 @@ def _stage_stats(paths: list[Path]) -> dict:
     return {k: _sum(parts, k) for k in keys}
 
 
-def run_export(cfg: Config, polished_paths: list[str | Path], out_dir: str | Path) -> dict:
+def _rng(cfg: Config, tree: Tree, fmt: str) -> random.Random:
+    # One stream per tree and format: a tree's rows do not depend on its shard or on other formats.
+    return random.Random(f"{cfg.seed}/{fmt}/{tree.problem_id}")
+
+
+def read_trees(trees_paths: list[Path], problems_paths: list[Path]) -> list[Tree]:
+    references = {
+        p["problem_id"]: p["answer"]
+        for path in problems_paths
+        for p in read_table(path, PROBLEM_SCHEMA).to_pylist()
+    }
+    return [t for path in trees_paths for t in trees_from_table(read_table(path, NODE_SCHEMA), references)]
+
+
+def format_tables(
+    cfg: Config, trees: list[Tree], thoughts: list[dict]
+) -> dict[str, tuple[list[dict], object]]:
+    """file name -> (rows, schema) for every parquet file of the configured formats."""
+    e = cfg.export
+    journeys = [r for r in thoughts if r["kind"] == "journey"]
+    shortcuts = [r for r in thoughts if r["kind"] == "shortcut"]
+    step_labels = (
+        PRUNING if e.step_labels == PRUNING else {"critic": Critic.name}.get(e.step_labels, e.step_labels)
+    )
+    builders = {
+        "journey.parquet": lambda: ([sft_row(r) for r in journeys], SFT_SCHEMA),
+        "shortcut.parquet": lambda: ([sft_row(r) for r in shortcuts], SFT_SCHEMA),
+        "preference.parquet": lambda: (
+            [p for t in trees for p in preference_pairs(t, _rng(cfg, t, "preference"), e.pairs_per_problem)],
+            PREFERENCE_SCHEMA,
+        ),
+        "stepwise.parquet": lambda: (
+            [r for t in trees for r in stepwise_rows(t, step_labels)],
+            STEPWISE_SCHEMA,
+        ),
+        "revision.parquet": lambda: (
+            [r for t in trees for r in revision_rows(t, _rng(cfg, t, "revision"), e.revision_max_wrong)],
+            REVISION_SCHEMA,
+        ),
+        "o1_journey.parquet": lambda: ([o1_journey_row(r) for r in journeys], O1_JOURNEY_SCHEMA),
+        "journey_sharegpt.parquet": lambda: ([sharegpt_row(r) for r in journeys], SHAREGPT_SCHEMA),
+        "shortcut_sharegpt.parquet": lambda: ([sharegpt_row(r) for r in shortcuts], SHAREGPT_SCHEMA),
+    }
+    return {f: builders[f]() for f in output_files(e.formats) if f in builders}
+
+
+def _lengths(rows: list[dict]) -> dict:
+    chars = [len(r["text"]) for r in rows]
+    steps = [r["n_steps"] for r in rows]
+    if not rows:
+        return {
+            "n": 0,
+            "chars_min": None,
+            "chars_mean": None,
+            "chars_max": None,
+            "steps_mean": None,
+            "steps_max": None,
+        }
+    return {
+        "n": len(rows),
+        "chars_min": min(chars),
+        "chars_mean": round(sum(chars) / len(chars), 1),
+        "chars_max": max(chars),
+        "steps_mean": round(sum(steps) / len(steps), 2),
+        "steps_max": max(steps),
+    }
+
+
+def _share(n: int, trees: list[Tree]) -> float | None:
+    return round(n / len(trees), 3) if trees else None
+
+
+def run_export(
+    cfg: Config,
+    polished_paths: list[str | Path],
+    trees_paths: list[str | Path],
+    problems_paths: list[str | Path],
+    out_dir: str | Path,
+) -> dict:
     start = time.perf_counter()
     out_dir = Path(out_dir)
     run_dir = out_dir.parent
     polished_paths = [Path(p) for p in polished_paths]
     rows = [r for p in polished_paths for r in read_table(p, POLISHED_SCHEMA).to_pylist()]
-    journeys = [sft_row(r) for r in rows if r["kind"] == "journey"]
-    shortcuts = [sft_row(r) for r in rows if r["kind"] == "shortcut"]
-    write_table(journeys, SFT_SCHEMA, out_dir / "journey.parquet")
-    write_table(shortcuts, SFT_SCHEMA, out_dir / "shortcut.parquet")
+    journeys = [r for r in rows if r["kind"] == "journey"]
+    shortcuts = [r for r in rows if r["kind"] == "shortcut"]
+    trees_in = read_trees([Path(p) for p in trees_paths], [Path(p) for p in problems_paths])
+    tables = format_tables(cfg, trees_in, rows)
+    for name, (table_rows, schema) in tables.items():
+        write_table(table_rows, schema, out_dir / name)
+    exports = {name: len(table_rows) for name, (table_rows, _) in tables.items()}
+    if "sharegpt" in cfg.export.formats:
+        info = {
+            f"{cfg.run}_{f.removesuffix('_sharegpt.parquet')}": sharegpt_info(f)
+            for f in exports
+            if "sharegpt" in f
+        }
+        write_json(out_dir / "dataset_info.json", info)
 
     shards = [p.name for p in polished_paths]
     problems = json.loads((run_dir / "problems" / "stats.json").read_text())
@@ -114,6 +212,18 @@ def run_export(cfg: Config, polished_paths: list[str | Path], out_dir: str | Pat
             "export": round(time.perf_counter() - start, 3),
         },
         "stages": stages,
+        "exports": exports,
+        "yields": {
+            "trees_with_correct_leaf_share": _share(
+                sum(bool(t.correct_leaves()) for t in trees_in), trees_in
+            ),
+            **{f"{name} rows per tree": _share(n, trees_in) for name, n in exports.items()},
+        },
+        "thought_lengths": {"journey": _lengths(journeys), "shortcut": _lengths(shortcuts)},
     }
+    (out_dir / "README.md").write_text(dataset_card(cfg.raw, stats))
+    if cfg.export.push_to_hub:
+        repos, repo_id = repos_for(cfg.export.push_to_hub)
+        push_to_hub(out_dir, repos, repo_id, f"journey-data run {cfg.run}: {sum(exports.values())} rows")
     write_json(run_dir / "stats.json", stats)
     return stats

@@ -1,0 +1,278 @@
+"""Export formats on hand-built trees, and the export stage on a small run written by hand."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline import config as config_mod
+from pipeline.formats import FORMATS
+from pipeline.formats.paths import path_text, wrong_leaves
+from pipeline.formats.preference import preference_pairs
+from pipeline.formats.revision import REVISE, revision_rows
+from pipeline.formats.sft import o1_journey_row
+from pipeline.formats.stepwise import stepwise_rows
+from pipeline.hub import LocalRepos, push_to_hub
+from pipeline.stages.export import run_export
+from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, write_json, write_table
+from trees.model import Node, Tree, nodes_to_table
+
+PROBLEM = "What is 2 + 2?"
+
+
+def mc(verdict: str) -> list[dict]:
+    return [{"scorer": "monte-carlo", "verdict": verdict, "score": 1.0 if verdict == "correct" else 0.0}]
+
+
+def tree(pid: str = "p") -> Tree:
+    """Two correct leaves, four wrong ones (two with the same text), one step the critic left unjudged
+    (Monte-Carlo judged it)."""
+
+    def node(i, parent, step, verdict="correct", terminal=False, correct=None, answer=None):
+        depth = 1 if parent == 0 else 2
+        return Node(
+            pid, i, parent, depth, step, terminal, answer, correct, None, verdict, "", "llm-critic",
+            annotations=mc("incorrect" if correct is False else "correct"),
+        )  # fmt: skip
+
+    return Tree(
+        pid,
+        [
+            Node(pid, 0, -1, 0, PROBLEM),
+            node(1, 0, "Add the two numbers."),
+            node(2, 1, "2 + 2 = 4, so \\boxed{4}.", terminal=True, correct=True, answer="4"),
+            node(3, 1, "2 + 2 = 5, so \\boxed{5}.", "incorrect", True, False, "5"),
+            node(4, 0, "Four, so \\boxed{4}.", terminal=True, correct=True, answer="4"),
+            node(5, 0, "Multiply: 2 * 3 = 6, so \\boxed{6}.", "incorrect", True, False, "6"),
+            node(6, 0, "Subtract: 2 - 2 = 0, so \\boxed{0}.", "incorrect", True, False, "0"),
+            node(7, 0, "Subtract: 2 - 2 = 0, so \\boxed{0}.", "incorrect", True, False, "0"),
+            node(8, 1, "A duplicate step.", "unknown"),
+        ],
+        reference="4",
+    )
+
+
+def test_preference_pairs_pair_a_correct_leaf_with_a_wrong_leaf_of_the_same_tree_without_repeats():
+    t = tree()
+    distinct = len(t.correct_leaves()) * 3  # leaves 6 and 7 wrote the same text
+    pairs = preference_pairs(t, random.Random(0), 100)
+    assert len(pairs) == distinct
+    assert len({(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs}) == distinct
+    for p in pairs:
+        assert p["problem_id"] == "p" and p["prompt"] == [{"role": "user", "content": PROBLEM}]
+        assert t.nodes[p["chosen_leaf"]].answer_correct is True
+        assert t.nodes[p["rejected_leaf"]].answer_correct is False
+        assert p["chosen"] == [{"role": "assistant", "content": path_text(t, p["chosen_leaf"])}]
+        assert p["rejected"][0]["content"] == path_text(t, p["rejected_leaf"])
+    five = preference_pairs(t, random.Random(1), 5)
+    assert len(five) == 5 and five == preference_pairs(t, random.Random(1), 5)
+    assert five != preference_pairs(t, random.Random(2), 5)
+
+
+def test_no_pairs_without_both_a_correct_and_a_wrong_leaf():
+    t = tree()
+    only_correct = Tree("p", [n for n in t if n.answer_correct is not False])
+    assert preference_pairs(only_correct, random.Random(0), 5) == []
+
+
+def test_stepwise_labels_align_with_steps_and_name_their_source():
+    t = tree()
+    rows = stepwise_rows(t)
+    # Leaf 8 has an unjudged step: TRL needs a label for every step, so its path is left out.
+    assert sorted(r["leaf_id"] for r in rows) == [2, 3, 4, 5, 6, 7]
+    for r in rows:
+        path = t.path(r["leaf_id"])[1:]
+        assert r["prompt"] == PROBLEM and r["completions"] == [t.nodes[i].step for i in path]
+        assert len(r["labels"]) == len(r["completions"])
+        assert r["labels"] == [t.nodes[i].verdict == "correct" for i in path]
+        assert r["label_source"] == "llm-critic"
+    assert {r["leaf_id"]: r["labels"] for r in rows}[3] == [True, False]
+    by_mc = stepwise_rows(t, "monte-carlo")
+    assert {r["label_source"] for r in by_mc} == {"monte-carlo"} and len(by_mc) == len(rows) + 1
+    assert stepwise_rows(t, "prm-qwen") == []
+
+
+def test_revision_trajectories_end_with_the_correct_attempt_after_the_closest_wrong_one():
+    t = tree()
+    wrong = {i: path_text(t, i) for i in wrong_leaves(t)}
+    counts = set()
+    for seed in range(40):
+        rows = revision_rows(t, random.Random(seed), 4)
+        assert [r["correct_leaf"] for r in rows] == t.correct_leaves()
+        for r in rows:
+            good = r["completion"][0]["content"]
+            assert r["completion"] == [{"role": "assistant", "content": path_text(t, r["correct_leaf"])}]
+            assert t.nodes[r["correct_leaf"]].answer_correct is True
+            assert all(t.nodes[i].answer_correct is False for i in r["wrong_leaves"])
+            assert len(set(r["wrong_leaves"])) == r["n_wrong"] <= 4
+            assert r["prompt"][0] == {"role": "user", "content": PROBLEM}
+            assistants = [m["content"] for m in r["prompt"] if m["role"] == "assistant"]
+            assert assistants == [wrong[i] for i in r["wrong_leaves"]]
+            assert [m["content"] for m in r["prompt"][2::2]] == [REVISE] * r["n_wrong"]
+            if r["n_wrong"]:
+                from rapidfuzz.distance import Levenshtein
+
+                closest = min(Levenshtein.distance(good, w) for w in wrong.values())
+                assert Levenshtein.distance(good, assistants[-1]) == closest
+            counts.add(r["n_wrong"])
+        assert rows == revision_rows(t, random.Random(seed), 4)
+    assert counts == {0, 1, 2, 3, 4}
+
+
+def test_o1_journey_rows_close_the_thought_with_hashes():
+    row = o1_journey_row({"problem": PROBLEM, "text": "Add.\n\nSo \\boxed{4}.\n", "answer": "4"})
+    assert row == {"question": PROBLEM, "longCOT": "Add.\n\nSo \\boxed{4}.\n####", "answer": "4"}
+
+
+def test_push_to_hub_uploads_through_the_repos_api(tmp_path):
+    folder = tmp_path / "sft"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(b"x")
+    repos = LocalRepos(tmp_path / "hub")
+    dest = push_to_hub(folder, repos, "me/data", "first")
+    (folder / "a.parquet").write_bytes(b"y")
+    assert push_to_hub(folder, repos, "me/data", "second") == dest == tmp_path / "hub" / "dataset" / "me/data"
+    assert (dest / "a.parquet").read_bytes() == b"y" and (dest / ".last_commit").read_text() == "second\n"
+
+
+def _polished(pid: str, kind: str, text: str, backtracks: int) -> dict:
+    row = dict.fromkeys(POLISHED_SCHEMA.names)
+    steps = text.split("\n\n")
+    return row | {
+        "problem_id": pid,
+        "thought_id": f"{pid}/{kind}-0",
+        "kind": kind,
+        "problem": PROBLEM,
+        "reference": "4",
+        "text": text,
+        "steps": steps,
+        "n_steps": len(steps),
+        "n_backtracks": backtracks,
+        "answer": "4",
+        "polish_status": "passthrough",
+    }
+
+
+@pytest.fixture
+def small_run(tmp_path):
+    """A run folder as the earlier stages leave it: one shard, two problems."""
+    run = tmp_path / "outputs" / "small"
+    trees = [tree("p"), tree("q")]
+    problems = [
+        {"problem_id": t.problem_id, "problem": PROBLEM, "answer": "4", "source": "", "meta": "{}"}
+        for t in trees
+    ]
+    write_table(problems, PROBLEM_SCHEMA, run / "problems" / "shard-00000.parquet")
+    write_json(run / "problems" / "stats.json", {"rows_read": 2, "problems": 2, "rejected": 0, "wall_s": 0.1})
+    write_table(
+        nodes_to_table([n for t in trees for n in t]), NODE_SCHEMA, run / "trees" / "shard-00000.parquet"
+    )
+    polished = [
+        _polished(t.problem_id, kind, text, b)
+        for t in trees
+        for kind, text, b in [
+            ("journey", "Add.\n\nWait, no.\n\nSo \\boxed{4}.", 1),
+            ("shortcut", "So \\boxed{4}.", 0),
+        ]
+    ]
+    write_table(polished, POLISHED_SCHEMA, run / "polished" / "shard-00000.parquet")
+    return run
+
+
+def export(run, tmp_path, monkeypatch, **export_section):
+    key = "sk-card-sentinel-42"
+    monkeypatch.setenv("CARD_TEST_KEY", key)
+    cfg = config_mod.load(
+        overrides={
+            "run": "small",
+            "output_root": str(run.parent),
+            "engines": {
+                "endpoint": {
+                    "kind": "openai",
+                    "base_url": "https://user:hunter2@example.com/v1",
+                    "model": "some/model",
+                    "api_key_env": "CARD_TEST_KEY",
+                    "extra_body": {"api_key": "sk-inline-secret"},
+                }
+            },
+            "policy": {"engine": "endpoint"},
+            "export": export_section,
+        }
+    )
+    shard = "shard-00000.parquet"
+    stats = run_export(
+        cfg, [run / "polished" / shard], [run / "trees" / shard], [run / "problems" / shard], run / "sft"
+    )
+    return stats, key
+
+
+def test_export_writes_every_format_a_card_and_pushes_to_a_local_folder(small_run, tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    stats, key = export(small_run, tmp_path, monkeypatch, push_to_hub=f"file://{hub}", pairs_per_problem=3)
+    sft = small_run / "sft"
+    assert stats["exports"] == {
+        "journey.parquet": 2,
+        "shortcut.parquet": 2,
+        "preference.parquet": 6,
+        "stepwise.parquet": 12,
+        "revision.parquet": 4,
+        "o1_journey.parquet": 2,
+        "journey_sharegpt.parquet": 2,
+        "shortcut_sharegpt.parquet": 2,
+    }
+    for name, n in stats["exports"].items():
+        assert pq.read_table(sft / name).num_rows == n
+    assert json.loads((sft / "dataset_info.json").read_text())["small_journey"] == {
+        "file_name": "journey_sharegpt.parquet",
+        "formatting": "sharegpt",
+        "columns": {"messages": "conversations"},
+    }
+    card = (sft / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert [c["config_name"] for c in front["configs"]] == [
+        n.removesuffix(".parquet") for n in stats["exports"]
+    ]
+    for expected in ("some/model", "https://example.com/v1", "CARD_TEST_KEY", "| preference.parquet | 6 |"):
+        assert expected in card
+    assert 'load_dataset("parquet", data_files="revision.parquet"' in card
+    for secret in (key, "hunter2", "sk-inline-secret"):
+        assert secret not in card
+    assert stats["thought_lengths"]["journey"]["n"] == 2 and stats["backtracks_per_journey"]["max"] == 1
+    pushed = hub / "dataset" / "journey-data"
+    assert sorted(p.name for p in pushed.iterdir() if p.name != ".last_commit") == sorted(
+        p.name for p in sft.iterdir()
+    )
+    assert json.loads((small_run / "stats.json").read_text())["exports"] == stats["exports"]
+
+
+def test_export_writes_only_the_configured_formats(small_run, tmp_path, monkeypatch):
+    stats, _ = export(small_run, tmp_path, monkeypatch, formats=["preference", "stepwise"])
+    assert list(stats["exports"]) == ["preference.parquet", "stepwise.parquet"]
+    assert sorted(p.name for p in (small_run / "sft").iterdir()) == [
+        "README.md",
+        "preference.parquet",
+        "stepwise.parquet",
+    ]
+    assert stats["journeys"] == 2  # the stats of the run do not depend on the formats written
+
+
+def test_export_defaults_write_all_formats():
+    assert config_mod.load().export.formats == list(FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"formats": ["sft", "csv"]}, "export.formats.1"),
+        ({"pairs_per_problem": 0}, "export.pairs_per_problem"),
+        ({"push_to_hub": "not a repo"}, "export.push_to_hub"),
+        ({"step_labels": "monte-carlo"}, "export.step_labels"),
+    ],
+)
+def test_bad_export_config_names_the_field(section, field):
+    with pytest.raises(config_mod.ConfigError, match=field.replace(".", r"\.")):
+        config_mod.load(overrides={"export": section})
