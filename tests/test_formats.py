@@ -35,7 +35,7 @@ def tree(pid: str = "p") -> Tree:
     def node(i, parent, step, verdict="correct", terminal=False, correct=None, answer=None):
         depth = 1 if parent == 0 else 2
         return Node(
-            pid, i, parent, depth, step, terminal, answer, correct, None, verdict, "", "llm-critic",
+            pid, i, parent, depth, step, terminal, answer, correct, None, verdict, "", "critic",
             annotations=mc("incorrect" if correct is False else "correct"),
         )  # fmt: skip
 
@@ -89,7 +89,7 @@ def test_stepwise_labels_align_with_steps_and_name_their_source():
         assert r["prompt"] == PROBLEM and r["completions"] == [t.nodes[i].step for i in path]
         assert len(r["labels"]) == len(r["completions"])
         assert r["labels"] == [t.nodes[i].verdict == "correct" for i in path]
-        assert r["label_source"] == "llm-critic"
+        assert r["label_source"] == "critic"
     assert {r["leaf_id"]: r["labels"] for r in rows}[3] == [True, False]
     by_mc = stepwise_rows(t, "monte-carlo")
     assert {r["label_source"] for r in by_mc} == {"monte-carlo"} and len(by_mc) == len(rows) + 1

@@ -60,7 +60,7 @@ def test_critic_prunes_to_at_most_k_correct_children(built):
             assert n.prune_reason, f"pruned node {n.problem_id}/{n.node_id} has no reason"
     assert kept and max(kept.values()) <= cfg.pruning.keep
     judged = [n for n in nodes if n.verdict in ("correct", "incorrect")]
-    assert judged and all(n.scorer == "llm-critic" and n.score in (0.0, 1.0) for n in judged)
+    assert judged and all(n.scorer == "critic" and n.score in (0.0, 1.0) for n in judged)
     assert sum(bool(n.rationale) for n in judged) >= len(judged) * 0.8
 
 
@@ -110,7 +110,7 @@ def test_annotators_judge_every_scored_step_without_pruning(vllm_engine):
         annotators = (make_scorer("prm-math-shepherd", cfg, pool, checker),)
         builder = TreeBuilder(cfg, vllm_engine, Critic(vllm_engine, cfg.critic), checker, annotators)
         nodes = builder.build(EASY_PROBLEMS[:1])
-    judged = [n for n in nodes if n.scorer == "llm-critic"]
+    judged = [n for n in nodes if n.scorer == "critic"]
     assert judged
     for n in judged:
         assert [a["scorer"] for a in n.annotations] == ["prm-math-shepherd"]

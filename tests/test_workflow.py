@@ -263,7 +263,7 @@ def test_every_format_loads_with_datasets_and_trl_reads_it(run):
     ]
     assert len(pairs) == len(set(pairs))
     for r in data["stepwise.parquet"]:
-        assert len(r["labels"]) == len(r["completions"]) > 0 and r["label_source"] == "llm-critic"
+        assert len(r["labels"]) == len(r["completions"]) > 0 and r["label_source"] == "critic"
     for r in data["revision.parquet"]:
         assert nodes[r["problem_id"], r["correct_leaf"]]["answer_correct"] is True
         assert r["n_wrong"] <= 4 and r["prompt"][-1]["role"] == "user"

@@ -67,7 +67,7 @@ def parse_verdict(completion: Completion) -> StepScore:
 class Critic:
     """The paper's o1-mini critic: a verdict and a rationale per step; keeps at most K correct."""
 
-    name = "llm-critic"
+    name = "critic"
     rule = "verdict"
 
     def __init__(self, engine: Engine, cfg: CriticConfig):

@@ -15,9 +15,8 @@ from pipeline.formats.card import dataset_card
 from pipeline.formats.preference import preference_pairs
 from pipeline.formats.revision import revision_rows
 from pipeline.formats.sft import o1_journey_row, sft_row, sharegpt_info, sharegpt_row
-from pipeline.formats.stepwise import PRUNING, stepwise_rows
+from pipeline.formats.stepwise import stepwise_rows
 from pipeline.hub import push_to_hub, repos_for
-from pipeline.scorers.critic import Critic
 from pipeline.tables import (
     NODE_SCHEMA,
     O1_JOURNEY_SCHEMA,
@@ -78,9 +77,6 @@ def format_tables(
     e = cfg.export
     journeys = [r for r in thoughts if r["kind"] == "journey"]
     shortcuts = [r for r in thoughts if r["kind"] == "shortcut"]
-    step_labels = (
-        PRUNING if e.step_labels == PRUNING else {"critic": Critic.name}.get(e.step_labels, e.step_labels)
-    )
     builders = {
         "journey.parquet": lambda: ([sft_row(r) for r in journeys], SFT_SCHEMA),
         "shortcut.parquet": lambda: ([sft_row(r) for r in shortcuts], SFT_SCHEMA),
@@ -89,7 +85,7 @@ def format_tables(
             PREFERENCE_SCHEMA,
         ),
         "stepwise.parquet": lambda: (
-            [r for t in trees for r in stepwise_rows(t, step_labels)],
+            [r for t in trees for r in stepwise_rows(t, e.step_labels)],
             STEPWISE_SCHEMA,
         ),
         "revision.parquet": lambda: (
