@@ -37,6 +37,7 @@ def shard_files(stage):
 rule all:
     input:
         RUN / "stats.json",
+        RUN / "report/index.html",
 
 
 # The merged config every job reads; rewritten (and everything downstream redone) when it changes.
@@ -141,3 +142,21 @@ rule export:
     shell:
         "{params.py} export --config {input.cfg} --polished {input.polished} --trees {input.trees} "
         "--problems {input.problems} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule report:
+    input:
+        stats=RUN / "stats.json",
+        polished=shard_files("polished"),
+        trees=shard_files("trees"),
+    output:
+        RUN / "report/index.html",
+    log:
+        RUN / "logs/report.log",
+    params:
+        py=PY,
+        run_dir=RUN,
+    conda:
+        ENV
+    shell:
+        "{params.py} report --run-dir {params.run_dir} --out-dir {params.run_dir}/report > {log} 2>&1"

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", required=True, help="a trees/shard-NNNNN.parquet")
     p.add_argument("--problem-id", required=True)
     p.add_argument("--thoughts", help="that shard's thoughts parquet, to mark the shortcut and the walk")
+    p = sub.add_parser("report", help="write the run's static HTML report (index + a page per problem)")
+    p.add_argument("--run-dir", required=True, help="outputs/<run>")
+    p.add_argument("--out-dir", required=True, help="usually outputs/<run>/report")
     p = sub.add_parser("inspect", help="summarise any stage's parquet: rows, columns, first rows")
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=3)
@@ -80,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "show-tree":
         return _show_tree(args)
+    if args.command == "report":
+        from pipeline.report import run_report
+
+        print(json.dumps(run_report(args.run_dir, args.out_dir)))
+        return 0
     if args.command == "inspect":
         import pyarrow.parquet as pq
 

@@ -276,3 +276,9 @@ def test_every_format_loads_with_datasets_and_trl_reads_it(run):
     }
     card = (sft / "README.md").read_text()
     assert all(f"| {f} | {n} |" in card for f, n in stats["exports"].items())
+
+
+def test_the_report_has_an_index_and_a_page_per_problem(run):
+    out, _ = run
+    assert (out / "report" / "index.html").is_file()
+    assert len(list((out / "report" / "problems").glob("*.html"))) == len(EASY_PROBLEMS)
