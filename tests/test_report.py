@@ -196,3 +196,12 @@ def test_index_of_2000_problems_is_quick_and_small(tmp_path):
     size = (tmp_path / "report" / "index.html").stat().st_size
     assert size < 40_000 + 250 * n, size
     assert elapsed < 30, elapsed  # about 2-4 s on a laptop-class CPU
+
+
+def test_problem_page_shows_what_the_polish_changed(site):
+    out, _ = site
+    text = (out / "problems" / safe_name("plain")).read_text()
+    assert "what the polish changed" in text
+    # The raw journey's words are deleted, the polisher's (escaped) words inserted.
+    assert "<del>Try</del><ins>Polished</ins>" in text
+    assert "&lt;script&gt;alert(4)&lt;/script&gt;</ins>" in text and "<script>alert(4)" not in text

@@ -15,6 +15,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em 1.5em;max-wid
 h1{font-size:1.4em;margin:.2em 0 .6em}h2{font-size:1.15em;margin:1.2em 0 .4em}
 a{color:#0550ae}code,pre{font:12.5px/1.4 ui-monospace,monospace}
 pre{white-space:pre-wrap;word-break:break-word;margin:0}
+del{background:#ffd7d5}ins{background:#ccffd8;text-decoration:none}
 table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 th{background:#f6f8fa}.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#777}.cards{display:flex;flex-wrap:wrap;gap:.6em}

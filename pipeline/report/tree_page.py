@@ -13,6 +13,7 @@ DOM contract (used by browser tests):
 
 from __future__ import annotations
 
+from pipeline.report.diff import word_diff
 from pipeline.report.html import clip, esc, page
 from pipeline.report.keywords import keyword_counts
 from trees.model import ROOT_ID, VERDICTS, Tree
@@ -180,10 +181,15 @@ def _thought_html(t: dict) -> str:
         f"<p class='muted'>walk: {esc(walk)}</p>" + (f"<ul class='failed'>{fail}</ul>" if fail else "")
     )
     right = f"<pre>{esc(polished)}</pre>" if polished else "<p class='muted'>(no polisher output)</p>"
+    changes = (
+        f"<details class='changes'><summary>what the polish changed</summary><pre>{word_diff(raw, polished)}</pre></details>"
+        if polished
+        else ""
+    )
     return (
         f'<section class="thought" data-thought-id="{esc(t["thought_id"])}">{head}<div class="sbs">'
         f"<div><h4>raw</h4><pre class='raw'>{esc(raw)}</pre></div>"
-        f"<div><h4>polished</h4><div class='polished'>{right}</div></div></div></section>"
+        f"<div><h4>polished</h4><div class='polished'>{right}</div></div></div>{changes}</section>"
     )
 
 
