@@ -153,9 +153,10 @@ def run_export(
         write_json(out_dir / "dataset_info.json", info)
 
     shards = [p.name for p in polished_paths]
-    problems = json.loads((run_dir / "problems" / "stats.json").read_text())
+    # The problems stage writes one stats.json beside its shards; the other stages one sidecar per shard.
+    problems = json.loads((Path(problems_paths[0]).parent / "stats.json").read_text())
     stages = {
-        "trees": _stage_stats([run_dir / "trees" / s for s in shards]),
+        "trees": _stage_stats([Path(p) for p in trees_paths]),
         "thoughts": _stage_stats([run_dir / "thoughts" / s for s in shards]),
         "polish": _stage_stats(polished_paths),
     }
