@@ -62,6 +62,8 @@ class EngineStats:
     completion_tokens: int = 0
     engine_s: float = 0.0
     cache_hits: int = 0  # requests answered from the response cache instead of the engine
+    retries: int = 0  # HTTP calls repeated after a timeout, a dropped connection, 429, 5xx or a bad body
+    failed: int = 0  # requests that still failed after the retries (their completions are errors)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

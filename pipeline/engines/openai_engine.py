@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -39,13 +40,19 @@ class OpenAIEngine:
         # first ran on, and a second asyncio.run fails with "Event loop is closed".
         self._loop = asyncio.new_event_loop()
         # The client retries 429/5xx/timeouts/connection errors itself, with exponential backoff
-        # that honours Retry-After.
+        # that honours Retry-After; the hook counts every HTTP attempt so the retries show in stats.
+        self._attempts = 0
+        self._calls = 0
         self.client = openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=api_key,
             timeout=settings.timeout_s,
             max_retries=settings.max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"request": [self._count_attempt]}),
         )
+
+    async def _count_attempt(self, _request) -> None:
+        self._attempts += 1
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         if not requests:
@@ -61,10 +68,12 @@ class OpenAIEngine:
         self.stats.engine_s += time.perf_counter() - start
         self.stats.calls += 1
         self.stats.requests += len(requests)
+        self.stats.retries = self._attempts - self._calls
         errors = [c.error for comps in results for c in comps if c.finish_reason == "error"]
         self.stats.completions += sum(len(comps) for comps in results) - len(errors)
         if errors:
             failed = sum(any(c.finish_reason == "error" for c in comps) for comps in results)
+            self.stats.failed += failed
             log.warning(
                 "%s: %d of %d requests failed after retries (%d completions left empty), e.g. %s",
                 self.label,
@@ -98,17 +107,35 @@ class OpenAIEngine:
     async def _call(
         self, request: Request, n: int, seed: int | None, limit: asyncio.Semaphore
     ) -> list[Completion]:
-        """One HTTP call; a failure that outlived the client's retries gives n error completions."""
+        """One HTTP call; a failure that outlived the retries gives n error completions."""
         params = self._params(request, n, seed)
-        try:
-            async with limit:
-                response = await self.client.chat.completions.create(**params)
-        except openai.APIError as e:
-            # Class and status only: a server's error body may echo (part of) the API key.
-            status = getattr(e, "status_code", None)
-            error = type(e).__name__ + (f" {status}" if status else "")
-            return [Completion("", 0, finish_reason="error", error=error) for _ in range(n)]
-        texts = [c.message.content or "" for c in response.choices]
+        self._calls += 1
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                async with limit:
+                    response = await self.client.chat.completions.create(**params)
+                return self._completions(response, request)
+            except openai.APIError as e:
+                # The client has already retried what is worth retrying. Class and status only:
+                # a server's error body may echo (part of) the API key.
+                status = getattr(e, "status_code", None)
+                error = type(e).__name__ + (f" {status}" if status else "")
+                break
+            except (ValueError, TypeError, AttributeError) as e:
+                # A 200 whose body is not a chat completion (cut short by a proxy, garbage): the
+                # client does not retry these, so retry here with the client's backoff.
+                error = f"invalid response body ({type(e).__name__})"
+                if attempt < self.settings.max_retries:
+                    await asyncio.sleep(min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random()))
+        return [Completion("", 0, finish_reason="error", error=error) for _ in range(n)]
+
+    def _completions(self, response, request: Request) -> list[Completion]:
+        choices = response.choices
+        if not isinstance(choices, list) or not choices:
+            raise ValueError("no choices")
+        texts = [c.message.content or "" for c in choices]
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("message content is not text")
         usage = response.usage
         completion_tokens = usage.completion_tokens if usage else 0
         # Every HTTP call pays for its prompt, so emulated n counts the prompt once per call.
@@ -121,7 +148,7 @@ class OpenAIEngine:
                 finish_reason="length" if choice.finish_reason == "length" else "stop",
                 ended=_ended(choice, request),
             )
-            for choice, text, tokens in zip(response.choices, texts, _split_tokens(completion_tokens, texts))
+            for choice, text, tokens in zip(choices, texts, _split_tokens(completion_tokens, texts))
         ]
 
     def _params(self, request: Request, n: int, seed: int | None) -> dict:

@@ -24,12 +24,15 @@ def _unescape(fragment: str) -> str:
 
 
 def parse_verdict(completion: Completion) -> StepScore:
-    """Read the critic's JSON; salvage a verdict from a reply cut off by the token limit.
+    """Read the critic's JSON. A reply that is not that JSON gives verdict "unknown" and says why,
+    except one cut off by the token limit after its verdict, which is salvaged.
 
     >>> parse_verdict(Completion('{"correct": false, "rationale": "2 + 3 is 5, not 6."}', 12, "stop"))
     StepScore(verdict='incorrect', score=0.0, rationale='2 + 3 is 5, not 6.', problem='')
     >>> parse_verdict(Completion('{"correct": true, "rationale": "Adds 2 and', 128, "length")).problem
     'critic reply truncated at the token limit'
+    >>> parse_verdict(Completion('{"correct": true}', 5, "stop")).problem
+    "critic reply misses field 'rationale'"
     """
     if completion.finish_reason == "error":
         return StepScore("unknown", None, problem=f"critic call failed: {completion.error}")
@@ -37,30 +40,34 @@ def parse_verdict(completion: Completion) -> StepScore:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        data = None
-    if (
-        isinstance(data, dict)
-        and isinstance(data.get("correct"), bool)
-        and isinstance(data.get("rationale"), str)
-    ):
-        ok = data["correct"]
-        return StepScore("correct" if ok else "incorrect", float(ok), data["rationale"].strip())
+        return _salvage(text) if completion.finish_reason == "length" else _unknown("is not valid JSON")
+    if not isinstance(data, dict):
+        return _unknown(f"is JSON {type(data).__name__}, not an object")
+    for name, kind in (("correct", bool), ("rationale", str)):
+        if name not in data:
+            return _unknown(f"misses field {name!r}")
+        if not isinstance(data[name], kind):
+            return _unknown(f"field {name!r} is {type(data[name]).__name__}, not {kind.__name__}")
+    ok = data["correct"]
+    return StepScore("correct" if ok else "incorrect", float(ok), data["rationale"].strip())
+
+
+def _unknown(why: str) -> StepScore:
+    return StepScore("unknown", None, problem=f"critic reply {why}")
+
+
+def _salvage(text: str) -> StepScore:
+    """The verdict of a reply cut off mid-JSON: the model had already decided."""
     correct = _CORRECT.search(text)
     if correct is None:
-        why = "critic reply is not the expected JSON" if data is None else "critic reply misses fields"
-        return StepScore("unknown", None, problem=why)
+        return _unknown("truncated at the token limit before its verdict")
     ok = correct.group(1) == "true"
     rationale = _RATIONALE.search(text)
-    why = (
-        "critic reply truncated at the token limit"
-        if completion.finish_reason == "length"
-        else "critic reply is not valid JSON"
-    )
     return StepScore(
         "correct" if ok else "incorrect",
         float(ok),
         _unescape(rationale.group(1)).strip() if rationale else "",
-        why,
+        "critic reply truncated at the token limit",
     )
 
 

@@ -1,0 +1,143 @@
+"""A fault-injecting HTTP proxy for tests, on 127.0.0.1 between the pipeline and a real server.
+
+A plan decides, per request body and attempt, which fault (if any) the proxy injects instead of
+forwarding faithfully. Every injected fault and every Authorization header seen is recorded, so a
+test can compare what the pipeline recorded with what really happened on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import httpx
+
+from tests.vllm_server import free_port
+
+# Faults a client should get over by retrying, and replies it must record as bad instead.
+TRANSIENT = ("timeout", "429", "500", "drop", "cut", "truncated_json")
+BAD_CRITIC = ("not_json", "missing_field")
+PERMANENT = ("500_always",)
+
+Plan = Callable[[dict, int], "str | None"]  # (request body, attempt from 1) -> fault or None
+
+
+def body_hash(body: dict, salt: str = "") -> int:
+    text = salt + json.dumps(body.get("messages"), sort_keys=True) + str(body.get("seed"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def text_of(body: dict) -> str:
+    return "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, plan: Plan):
+        parts = urlsplit(upstream)
+        self.upstream = f"{parts.scheme}://{parts.netloc}"
+        self.path_prefix = parts.path
+        self.plan = plan
+        self.port = free_port()
+        self.injected: Counter = Counter()
+        self.forwarded = 0
+        self.authorizations: set[str] = set()
+        self._attempts: Counter = Counter()
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path_prefix}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            lower = {k.lower(): v for k, v in headers.items()}
+            raw = await reader.readexactly(int(lower.get("content-length", 0)))
+            if "authorization" in lower:
+                self.authorizations.add(lower["authorization"])
+            body = json.loads(raw) if raw else {}
+            with self._lock:
+                key = body_hash(body, str(body.get("n")))
+                self._attempts[key] += 1
+                fault = self.plan(body, self._attempts[key]) if method == "POST" else None
+                if fault:
+                    self.injected[fault] += 1
+            await self._respond(writer, reader, method, path, lower, raw, fault)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, writer, reader, method, path, headers, raw, fault) -> None:
+        if fault == "timeout":
+            await reader.read()  # never answer; the client gives up and hangs up
+            return
+        if fault == "drop":
+            return
+        if fault == "429":
+            return await _send(writer, 429, b'{"error": "rate limited"}', {"Retry-After": "1"})
+        if fault in ("500", "500_always"):
+            return await _send(writer, 500, b'{"error": "internal error"}')
+        forward = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
+        async with httpx.AsyncClient(timeout=None) as client:
+            resp = await client.request(method, self.upstream + path, content=raw, headers=forward)
+        self.forwarded += 1
+        content = resp.content
+        if fault == "cut":  # the connection dies mid-body
+            return await _send(writer, resp.status_code, content[: len(content) // 2], length=len(content))
+        if fault == "truncated_json":  # a well-formed HTTP reply whose JSON is cut short
+            return await _send(writer, resp.status_code, content[: len(content) // 2])
+        if fault in BAD_CRITIC:
+            content = _rewrite_content(content, fault)
+        await _send(writer, resp.status_code, content)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[FaultProxy]:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        async def serve() -> None:
+            server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+            started.set()
+            async with server:
+                await server.serve_forever()
+
+        thread = threading.Thread(target=lambda: _run_until_cancelled(loop, serve()), daemon=True)
+        thread.start()
+        started.wait(10)
+        try:
+            yield self
+        finally:
+            loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+            thread.join(10)
+
+
+def _run_until_cancelled(loop: asyncio.AbstractEventLoop, main) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        loop.run_until_complete(main)
+    loop.close()
+
+
+def _rewrite_content(content: bytes, fault: str) -> bytes:
+    data = json.loads(content)
+    replacement = "The step looks correct to me." if fault == "not_json" else '{"correct": true}'
+    for choice in data.get("choices", []):
+        choice["message"]["content"] = replacement
+    return json.dumps(data).encode()
+
+
+async def _send(writer, status: int, body: bytes, extra: dict | None = None, length: int | None = None):
+    head = [f"HTTP/1.1 {status} X", "Content-Type: application/json", "Connection: close"]
+    head.append(f"Content-Length: {len(body) if length is None else length}")
+    head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    await writer.drain()
