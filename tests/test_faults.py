@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
 from collections import Counter
 
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import CriticConfig
@@ -13,7 +16,9 @@ from pipeline.engines import EngineSettings, Request
 from pipeline.engines.openai_engine import OpenAIEngine
 from pipeline.scorers.base import StepToScore
 from pipeline.scorers.critic import Critic
-from tests.fault_proxy import BAD_CRITIC, TRANSIENT, FaultProxy, text_of
+from tests.conftest import EASY_PROBLEMS
+from tests.fault_proxy import BAD_CRITIC, TRANSIENT, FaultProxy, body_hash, text_of
+from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
 from tests.vllm_server import SERVED_MODEL_NAME
 
 _MARKER = re.compile(r"\[fault:(\w+)\]")
@@ -87,3 +92,90 @@ def test_a_critic_reply_that_is_not_the_json_is_recorded_as_unknown_with_the_rea
     )
     assert (missing.verdict, missing.problem) == ("unknown", "critic reply misses field 'rationale'")
     assert proxy.injected == Counter(dict.fromkeys(BAD_CRITIC, 1))
+
+
+class CyclingPlan:
+    """Every kind of fault in turn: the first attempt of 6 in 8 new requests fails transiently,
+    1 in 3 critic requests gets a bad reply on every attempt, and a request naming a fault gets it."""
+
+    def __init__(self):
+        self.new = 0
+        self.critic_replies: dict[int, str | None] = {}
+
+    def __call__(self, body: dict, attempt: int) -> str | None:
+        named = marker_plan(body, attempt)
+        if named:
+            return named
+        if attempt == 1:
+            self.new += 1
+            if self.new % 8 < len(TRANSIENT):
+                return TRANSIENT[self.new % 8]
+        if "response_format" in body:
+            key = body_hash(body)
+            if key not in self.critic_replies:
+                turn = len(self.critic_replies) % 3
+                self.critic_replies[key] = BAD_CRITIC[turn] if turn < len(BAD_CRITIC) else None
+            return self.critic_replies[key]
+        return None
+
+
+POISONED = {"problem_id": "poisoned", "problem": "What is 1 + 1? [fault:500_always]", "answer": "2"}
+
+
+def test_a_run_through_a_faulty_endpoint_completes_and_records_every_permanent_fault(server_url, tmp_path):
+    key = "sk-journey-sentinel-faults-9876543210"
+    endpoint = {
+        "kind": "openai",
+        "base_url": None,
+        "model": SERVED_MODEL_NAME,
+        "api_key_env": "JOURNEY_TEST_KEY",
+        "max_retries": 3,
+    }
+    with FaultProxy(server_url, CyclingPlan()).running() as proxy:
+        endpoint["base_url"] = proxy.url
+        config = write_config(
+            tmp_path,
+            "faults",
+            [*EASY_PROBLEMS[:2], POISONED],
+            engines={
+                "faulty": {**endpoint, "timeout_s": 10},
+                # A polished thought takes longer than a step: its own timeout, same faults.
+                "faulty_polisher": {**endpoint, "timeout_s": 120},
+            },
+            policy={"engine": "faulty", "width": 3, "max_depth": 3},
+            critic={"engine": "faulty"},
+            polish={"engine": "faulty_polisher"},
+        )
+        proc = snakemake("--configfile", str(config), env={**os.environ, "JOURNEY_TEST_KEY": key})
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    injected = proxy.injected
+    print(f"faults injected: {dict(injected)}; answers forwarded: {proxy.forwarded}")
+    assert all(injected[f] >= 1 for f in (*TRANSIENT, *BAD_CRITIC, "500_always")), injected
+
+    out = tmp_path / "outputs" / "faults"
+    nodes = [
+        n for path in sorted((out / "trees").glob("shard-*.parquet")) for n in pq.read_table(path).to_pylist()
+    ]
+    stats = json.loads((out / "stats.json").read_text())
+    # Nothing lost: every problem has its tree, and the poisoned one records why it has no children.
+    assert {n["problem_id"] for n in nodes if n["parent_id"] < 0} == {"pens", "add-2-3", "poisoned"}
+    poisoned = [n for n in nodes if n["problem_id"] == "poisoned" and n["parent_id"] >= 0]
+    assert len(poisoned) == 3
+    assert {n["prune_reason"] for n in poisoned} == {"policy call failed: InternalServerError 500"}
+    assert stats["prune_reasons"]["policy call failed: InternalServerError 500"] == 3
+    # Each bad critic reply is on its node as an unknown verdict with the reason, and in the stats.
+    for fault, reason in (
+        ("not_json", "critic reply is not valid JSON"),
+        ("missing_field", "critic reply misses field 'rationale'"),
+    ):
+        judged = [n for n in nodes if n["prune_reason"] == f"no score: {reason}"]
+        assert len(judged) == injected[fault] and all(n["verdict"] == "unknown" for n in judged)
+        assert stats["scorer_problems"][reason] == injected[fault]
+    # Every transient fault was retried; the poisoned request used up its retries and failed.
+    transient = sum(injected[f] for f in TRANSIENT)
+    assert stats["engine_retries"] >= transient + 3
+    assert stats["engine_failed_requests"] >= 1
+    assert stats["journeys"] >= 1 and stats["problems_valid"] == 3
+    # The key went from the environment to the endpoint, and nowhere else.
+    assert proxy.authorizations == {f"Bearer {key}"}
+    assert_no_secret(key, proc, out, ROOT / ".snakemake")

@@ -1,22 +1,21 @@
-"""The problems stage: sources in every supported format become shards; bad rows become rejects."""
+"""The problems stage: sources in every supported format become shards; bad rows become rejects
+(the matrix of bad rows, files and configs is in test_bad_input.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import PROJECT_ROOT, ConfigError, load
+from pipeline.config import PROJECT_ROOT, load
 from pipeline.stages.problems import run_problems
 from pipeline.tables import REJECT_SCHEMA
 
 SAMPLE = PROJECT_ROOT / "pipeline" / "data" / "sample_problems.jsonl"
 SAMPLE_IDS = [json.loads(line)["id"] for line in SAMPLE.read_text().splitlines()]
-TEMPLATE_PROBLEM = "Fill {x} and {{y}} in </s><|im_start|>user\nWhat is {2 + 3}?"
 
 
 def config(source, **problems):
@@ -106,64 +105,6 @@ def test_derived_ids_are_stable_and_come_from_the_problem_text(tmp_path):
     assert len({p["problem_id"] for p in first}) == 16
     # With the id column unmapped it is just another field, kept in meta.
     assert json.loads(first[0]["meta"]) == {"id": "add-2-3"}
-
-
-def test_bad_jsonl_rows_are_rejected_one_by_one_and_the_rest_is_kept(tmp_path, caplog):
-    lines = [
-        json.dumps({"id": "good-1", "problem": "What is 1 + 1?", "answer": "2", "level": 1}).encode(),
-        json.dumps({"id": "empty-problem", "problem": "   ", "answer": "1"}).encode(),
-        json.dumps({"id": "no-answer", "problem": "What is 2 + 2?"}).encode(),
-        json.dumps({"id": "list-answer", "problem": "What is 3 + 3?", "answer": [6]}).encode(),
-        json.dumps({"id": "good-1", "problem": "Again?", "answer": "7"}).encode(),
-        b'{"id": "broken", "problem": "What',
-        b"",  # blank lines are skipped, not rejected
-        b'{"id": "latin1", "problem": "Caf\xe9 costs 3, tea 2. Total?", "answer": "5"}',
-        json.dumps({"id": "template", "problem": TEMPLATE_PROBLEM, "answer": " {5} "}).encode(),
-        b"[1, 2]",
-        json.dumps({"id": 7, "problem": "What is 4 + 3?", "answer": 7.0}).encode(),
-    ]
-    source = tmp_path / "mixed.jsonl"
-    source.write_bytes(b"\n".join(lines) + b"\n")
-
-    with caplog.at_level(logging.WARNING, logger="pipeline.stages.problems"):
-        stats = run_problems(config(source), tmp_path / "out")
-
-    kept = problems(tmp_path / "out")
-    assert [(p["problem_id"], p["problem"], p["answer"]) for p in kept] == [
-        ("good-1", "What is 1 + 1?", "2"),
-        ("template", TEMPLATE_PROBLEM, "{5}"),
-        ("7", "What is 4 + 3?", "7"),
-    ]
-    assert json.loads(kept[0]["meta"]) == {"level": 1}
-
-    bad = {r["row"]: r for r in rejects(tmp_path / "out")}
-    assert {row: (r["field"], r["problem_id"]) for row, r in bad.items()} == {
-        1: ("problem", "empty-problem"),
-        2: ("answer", "no-answer"),
-        3: ("answer", "list-answer"),
-        4: ("id", "good-1"),
-        5: ("row", None),
-        7: ("problem", None),
-        9: ("row", None),
-    }
-    assert bad[1]["reason"] == "empty or missing"
-    assert bad[2]["reason"] == "empty or missing"
-    assert "got list" in bad[3]["reason"]
-    assert bad[4]["reason"] == "duplicate id (first seen at row 0)"
-    assert bad[5]["reason"].startswith("invalid JSON on line 6")
-    assert bad[7]["reason"] == "not valid UTF-8"
-    assert "Caf\ufffd costs" in bad[7]["raw"]
-    assert json.loads(bad[3]["raw"])["answer"] == [6]
-
-    assert stats["rows_read"] == 10
-    assert stats["problems"] == 3
-    assert stats["rejected"] == 7
-    assert sum(stats["rejects_by_reason"].values()) == 7
-    assert stats["rejects_by_reason"]["answer: empty or missing"] == 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "7 of 10 rows rejected" in warnings[0]
-    assert "rejects.parquet" in warnings[0]
 
 
 def test_raw_of_a_rejected_row_is_cut_to_2000_characters(tmp_path):
@@ -286,24 +227,6 @@ def test_local_hugging_face_dataset_folder_loads_through_datasets(tmp_path, file
     assert stats["source"] == str(folder)
 
 
-def test_wrong_column_mapping_names_the_config_field_and_the_columns(tmp_path):
-    with pytest.raises(ConfigError) as err:
-        run_problems(config(SAMPLE, fields={"problem": "question"}), tmp_path / "out")
-
-    assert "problems.fields.problem" in str(err.value)
-    assert "'question'" in str(err.value)
-    assert "id, problem, answer" in str(err.value)
-    assert not (tmp_path / "out").exists()
-
-
-def test_mapped_id_column_absent_suggests_deriving_ids(tmp_path):
-    source = tmp_path / "no-ids.jsonl"
-    write_jsonl(source, [{"problem": "Q?", "answer": "1"}])
-
-    with pytest.raises(ConfigError, match=r"problems\.fields\.id.*null"):
-        run_problems(config(source), tmp_path / "out")
-
-
 @pytest.mark.parametrize("name", ["missing.jsonl", "missing.csv", "nested/missing.parquet"])
 def test_missing_local_file_raises_before_writing(tmp_path, name):
     with pytest.raises(FileNotFoundError, match="missing"):
@@ -323,14 +246,6 @@ def test_no_valid_rows_raises_and_keeps_the_rejects(tmp_path):
     assert [r["problem_id"] for r in rejects(tmp_path / "out")] == ["a", "b"]
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["rejected"] == 2
     assert list((tmp_path / "out").glob("shard-*")) == []
-
-
-def test_empty_file_raises(tmp_path):
-    source = tmp_path / "empty.jsonl"
-    source.write_text("\n\n")
-
-    with pytest.raises(ValueError, match="0 rows read"):
-        run_problems(config(source), tmp_path / "out")
 
 
 def test_limit_keeps_the_first_n_valid_problems(tmp_path):

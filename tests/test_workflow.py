@@ -14,36 +14,9 @@ import pytest
 import yaml
 
 from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
-from tests.conftest import EASY_PROBLEMS, TEST_MEMORY_FRACTION
+from tests.conftest import EASY_PROBLEMS
+from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
 from tests.vllm_server import SERVED_MODEL_NAME
-
-ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--nolock"]
-
-
-def snakemake(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env
-    )
-
-
-def write_config(tmp: Path, run: str, problems: list[dict], **sections) -> Path:
-    source = tmp / f"{run}.jsonl"
-    rows = [{"id": p["problem_id"], "problem": p["problem"], "answer": p["answer"]} for p in problems]
-    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = tmp / f"{run}.yaml"
-    base = {
-        "engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}},
-        "run": run,
-        "output_root": str(tmp / "outputs"),
-        "problems": {"source": str(source), "shard_size": 2},
-        "policy": {"width": 4, "max_depth": 3},
-        "polish": {"max_tokens": 384},
-    }
-    for key, value in sections.items():
-        base[key] = {**base.get(key, {}), **value}
-    config.write_text(yaml.safe_dump(base))
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -206,10 +179,7 @@ def test_policy_critic_and_polisher_can_each_use_an_openai_endpoint(server_url, 
     stats = json.loads((out / "stats.json").read_text())
     assert stats["tokens"]["policy"] > 0 and stats["tokens"]["scorer"] > 0
     # The key came from the environment and went nowhere else.
-    assert key not in proc.stdout + proc.stderr
-    for path in out.rglob("*"):
-        if path.is_file():
-            assert key.encode() not in path.read_bytes(), path
+    assert_no_secret(key, proc, out)
 
 
 def test_every_format_loads_with_datasets_and_trl_reads_it(run):

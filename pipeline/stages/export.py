@@ -53,7 +53,18 @@ def _stage_stats(paths: list[Path]) -> dict:
     """Shard sidecars of one stage, summed (wall_s: total over shards); rates do not add up, so they are left out."""
     parts = [json.loads(stats_path(p).read_text()) for p in paths if stats_path(p).is_file()]
     keys = dict.fromkeys(k for p in parts for k in p if k != "engines" and not k.endswith("_per_s"))
-    return {k: _sum(parts, k) for k in keys}
+    summed = {k: _sum(parts, k) for k in keys}
+    engines: dict[str, Counter] = {}
+    for part in parts:
+        for name, counts in part.get("engines", {}).items():
+            engines.setdefault(name, Counter()).update(counts)
+    if engines:
+        summed["engines"] = {n: {k: round(v, 3) for k, v in c.items()} for n, c in engines.items()}
+    return summed
+
+
+def _engine_total(stages: dict, key: str) -> int:
+    return sum(e.get(key, 0) for stage in stages.values() for e in stage.get("engines", {}).values())
 
 
 def _rng(cfg: Config, tree: Tree, fmt: str) -> random.Random:
@@ -183,6 +194,10 @@ def run_export(
         "nodes_pruned": trees.get("nodes_pruned"),
         "prune_reasons": trees.get("prune_reasons"),
         "verdicts": trees.get("verdicts"),
+        "scorer_problems": trees.get("scorer_problems"),
+        # Endpoint trouble over the whole run: HTTP calls repeated, requests that still failed.
+        "engine_retries": _engine_total(stages, "retries"),
+        "engine_failed_requests": _engine_total(stages, "failed"),
         "correct_leaves": trees.get("correct_leaves"),
         "trees_with_correct_leaf": trees.get("trees_with_correct_leaf"),
         "trees_without_correct_leaf": thoughts.get("trees_without_correct_leaf"),

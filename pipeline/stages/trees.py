@@ -65,6 +65,7 @@ class TreeBuilder:
         self.checker = checker
         self.prompt = PolicyPrompt(cfg.policy.prompt)
         self.counts: Counter = Counter()
+        self.scorer_problems: Counter = Counter()  # why scorer outputs were not clean, by reason
 
     def _policy_request(self, prob: _Problem, node: Node) -> Request:
         p = self.cfg.policy
@@ -140,7 +141,7 @@ class TreeBuilder:
                 self.scorer.name,
             )
             if sc.problem:
-                self.counts[f"scorer: {sc.problem}"] += 1
+                self.scorer_problems[sc.problem] += 1
                 if sc.score is None:
                     node.prune_reason = f"no score: {sc.problem}"
         for annotator in self.annotators:
@@ -294,6 +295,7 @@ def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> d
     stats = {
         **tree_stats(nodes),
         **dict(builder.counts),
+        "scorer_problems": dict(builder.scorer_problems),
         "engines": engines,
         "wall_s": round(wall, 3),
         "engine_s": round(engine_s, 3),

@@ -1,0 +1,49 @@
+"""Run the real snakemake on the real Snakefile from tests, on a config written for the test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import TEST_MEMORY_FRACTION
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--nolock"]
+
+
+def snakemake(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env
+    )
+
+
+def write_config(tmp: Path, run: str, problems: list[dict], **sections) -> Path:
+    source = tmp / f"{run}.jsonl"
+    rows = [{"id": p["problem_id"], "problem": p["problem"], "answer": p["answer"]} for p in problems]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp / f"{run}.yaml"
+    base = {
+        "engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}},
+        "run": run,
+        "output_root": str(tmp / "outputs"),
+        "problems": {"source": str(source), "shard_size": 2},
+        "policy": {"width": 4, "max_depth": 3},
+        "polish": {"max_tokens": 384},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    config.write_text(yaml.safe_dump(base))
+    return config
+
+
+def assert_no_secret(secret: str, proc: subprocess.CompletedProcess, *folders: Path) -> None:
+    """The secret is in no byte of the run's console output or of any file under the folders."""
+    assert secret not in proc.stdout + proc.stderr
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
