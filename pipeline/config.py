@@ -37,6 +37,7 @@ class ProblemsConfig:
     split: str = "train"
     subset: str | None = None
     limit: int | None = None
+    max_chars: int = 20000
 
 
 @dataclass
@@ -228,7 +229,9 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> Confi
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     if path is not None:
         try:
-            user = yaml.safe_load(Path(path).read_text()) or {}
+            # Loaded from the open file, so the error's position names the file, not "<unicode string>".
+            with open(path, encoding="utf-8") as f:
+                user = yaml.safe_load(f) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(user, dict):

@@ -249,19 +249,19 @@ def parquet_bytes(table: pa.Table, tmp_path) -> bytes:
 NO_ROWS = r"no valid problems in .*{name}: 0 rows read, 0 rejected .*; the source holds no rows"
 
 
-@pytest.mark.parametrize(
-    "name, content, message",
-    [
-        ("empty.jsonl", b"", NO_ROWS),
-        ("blank-lines.jsonl", b"\n  \n\n", NO_ROWS),
-        ("empty.csv", b"", NO_ROWS),
-        ("header-only.csv", b"problem,answer\n", NO_ROWS),
-        ("empty.json", b"", NO_ROWS),
-        ("empty-list.json", b"[]", NO_ROWS),
-        ("no-rows.parquet", "schema only", NO_ROWS),
-        ("zero-bytes.parquet", b"", r".*{name}.*file size is 0 bytes"),
-    ],
-)
+EMPTY_SOURCES = [
+    ("empty.jsonl", b"", NO_ROWS),
+    ("blank-lines.jsonl", b"\n  \n\n", NO_ROWS),
+    ("empty.csv", b"", NO_ROWS),
+    ("header-only.csv", b"problem,answer\n", NO_ROWS),
+    ("empty.json", b"", NO_ROWS),
+    ("empty-list.json", b"[]", NO_ROWS),
+    ("no-rows.parquet", "schema only", NO_ROWS),
+    ("zero-bytes.parquet", b"", r".*{name}.*file size is 0 bytes"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", EMPTY_SOURCES, ids=[c[0] for c in EMPTY_SOURCES])
 def test_an_empty_source_is_a_clear_error(tmp_path, name, content, message):
     if content == "schema only":
         empty = pa.array([], pa.string())
@@ -308,9 +308,12 @@ def test_wrong_column_mapping_names_the_config_field_and_the_columns(tmp_path, s
     [
         (
             "policy:\n  width: [4\n",
-            r"config file .*user\.yaml is not valid YAML: .*user\.yaml\", line 2, column 10",
+            r"(?s)config file .*user\.yaml is not valid YAML: .*user\.yaml\", line 2, column 10",
         ),
-        ("problems:\n\tshard_size: 2\n", r"config file .*user\.yaml is not valid YAML: .*line 2, column 1"),
+        (
+            "problems:\n\tshard_size: 2\n",
+            r"(?s)config file .*user\.yaml is not valid YAML: .*user\.yaml\", line 2, column 1\b",
+        ),
         (
             "problems:\n  max_chars: lots\n",
             r"config field problems\.max_chars: 'lots' is not of type 'integer'",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import secrets
 import time
 from collections.abc import Sequence
 
 from pipeline.engines.base import Completion, EngineSettings, EngineStats, Request
 from pipeline.model_files import cache_root, resolve_model
+
+log = logging.getLogger(__name__)
 
 
 def _cpu_defaults() -> None:
@@ -21,6 +26,103 @@ def _on_cpu() -> bool:
     from vllm.platforms import current_platform
 
     return current_platform.is_cpu()
+
+
+class ChatTokens:
+    """Chat prompts as token ids in which message text is only ever text.
+
+    Tokenizing the rendered template as one string would read a problem's "<|im_start|>assistant"
+    as a real turn marker: text from a data set could open turns of its own. Here the template's
+    own special tokens stay special, and the text between them, messages included, is tokenized
+    with special tokens split.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        specials = {t.content: i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+        self.special_ids = specials
+        # Longest first, so a special token that begins with another is matched whole.
+        names = sorted(specials, key=len, reverse=True)
+        self._special = re.compile("(" + "|".join(map(re.escape, names)) + ")") if names else None
+        # Random, so no message can hold it by chance; letters only, so no template escapes it.
+        self._slot = f"journeyslot{secrets.token_hex(8)}x"
+        self._slots = re.compile(self._slot + r"(\d+)x")
+        self._warned = False
+
+    def render(self, request: Request, contents: Sequence[str] | None = None) -> str:
+        """The chat template applied to the request (or to its roles with other contents), as text."""
+        if contents is None:
+            contents = [c for _, c in request.messages]
+        return self.tokenizer.apply_chat_template(
+            [{"role": r, "content": c} for (r, _), c in zip(request.messages, contents)],
+            tokenize=False,
+            add_generation_prompt=not request.continue_final,
+            continue_final_message=request.continue_final,
+        )
+
+    def ids(self, request: Request) -> list[int]:
+        """The prompt's token ids: for messages without special-token text, exactly the rendered
+        text's own tokenization."""
+        # No special token added around the template: like vLLM's own chat path, the template
+        # writes whatever BOS the model needs.
+        text = self.render(request)
+        if not any(s in c for _, c in request.messages for s in self.special_ids):
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        parts = self._parts(request, text)
+        if parts is None:
+            self._warn_once()
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        return [i for part, special in parts for i in self._part_ids(part, special)]
+
+    def _parts(self, request: Request, text: str) -> list[tuple[str, bool]] | None:
+        """The rendered prompt as (text, is the template's special token) parts, or None when the
+        template does not write each message verbatim once and in order (it trims, say)."""
+        n = len(request.messages)
+        pieces = self._slots.split(self.render(request, [f"{self._slot}{i}x" for i in range(n)]))
+        if pieces[1::2] != [str(i) for i in range(n)]:
+            return None
+        parts: list[tuple[str, bool]] = []
+        for k, piece in enumerate(pieces):
+            if k % 2:
+                _add_text(parts, request.messages[int(piece)][1])
+                continue
+            for j, chunk in enumerate(self._special.split(piece)):
+                if j % 2:
+                    parts.append((chunk, True))
+                else:
+                    _add_text(parts, chunk)
+        return parts if "".join(p for p, _ in parts) == text else None
+
+    def _part_ids(self, part: str, special: bool) -> list[int]:
+        if special:
+            return [self.special_ids[part]]
+        # The text between two of the template's special tokens is tokenized in one piece, as the
+        # whole-string tokenization does, so only the special tokens inside a message change.
+        return self.tokenizer(part, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def _warn_once(self) -> None:
+        if not self._warned:
+            log.warning(
+                "the chat template changes message text, so special tokens inside messages "
+                "cannot be told apart from the template's and are tokenized as special tokens"
+            )
+            self._warned = True
+
+
+def _add_text(parts: list[tuple[str, bool]], text: str) -> None:
+    if parts and not parts[-1][1]:
+        parts[-1] = (parts[-1][0] + text, False)
+    elif text:
+        parts.append((text, False))
+
+
+def _too_long(prompt_tokens: int, max_model_len: int) -> str:
+    """Why vLLM would refuse the prompt (it raises for the whole batch), or "" when it fits."""
+    if prompt_tokens > max_model_len:
+        return f"prompt is {prompt_tokens} tokens, over max_model_len {max_model_len}"
+    if prompt_tokens == max_model_len:
+        return f"prompt is {prompt_tokens} tokens, max_model_len {max_model_len} leaves no room to generate"
+    return ""
 
 
 class VLLMEngine:
@@ -48,14 +150,12 @@ class VLLMEngine:
         kwargs.update(settings.vllm_kwargs)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        self.chat = ChatTokens(self.tokenizer)
+        self.max_model_len = self.llm.model_config.max_model_len
 
     def render(self, request: Request) -> str:
-        return self.tokenizer.apply_chat_template(
-            request.message_dicts(),
-            tokenize=False,
-            add_generation_prompt=not request.continue_final,
-            continue_final_message=request.continue_final,
-        )
+        """The request's prompt as text (what the model reads; generate sends the tokens)."""
+        return self.chat.render(request)
 
     def _sampling(self, request: Request):
         from vllm import SamplingParams
@@ -74,9 +174,28 @@ class VLLMEngine:
         )
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        if not requests:
-            return []
-        prompts = [self.render(r) for r in requests]
+        """Requests whose prompt does not fit max_model_len get error completions and are not sent:
+        vLLM would refuse the whole batch for one of them."""
+        prompt_ids = [self.chat.ids(r) for r in requests]
+        results: list[list[Completion]] = []
+        send = []
+        for i, (request, ids) in enumerate(zip(requests, prompt_ids)):
+            error = _too_long(len(ids), self.max_model_len)
+            if error:
+                log.warning("request %d of %d not sent: %s", i + 1, len(requests), error)
+            else:
+                send.append(i)
+            results.append([Completion("", 0, finish_reason="error", error=error) for _ in range(request.n)])
+        if send:
+            outputs = self._generate([prompt_ids[i] for i in send], [requests[i] for i in send])
+            for i, completions in zip(send, outputs):
+                results[i] = completions
+        return results
+
+    def _generate(self, prompt_ids: list[list[int]], requests: list[Request]) -> list[list[Completion]]:
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
         params = [self._sampling(r) for r in requests]
         start = time.perf_counter()
         outputs = self.llm.generate(prompts, params, use_tqdm=False)

@@ -92,9 +92,10 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
             rejects_path,
         )
     if not outcome.problems:
+        empty = "; the source holds no rows" if not outcome.rows_read else ""
         raise ValueError(
             f"no valid problems in {pc.source}: {outcome.rows_read} rows read, "
-            f"{len(outcome.rejects)} rejected (see {rejects_path})"
+            f"{len(outcome.rejects)} rejected (see {rejects_path}){empty}"
         )
     return stats
 
@@ -146,8 +147,10 @@ def _parse_line(index: int, line: str) -> _Row:
 
 
 def _load_json(path: Path) -> tuple[list[str], list[_Row]]:
+    text = _read_text(path)
     try:
-        data = json.loads(_read_text(path))
+        # An empty file is an empty list, so it fails like an empty jsonl or csv: "holds no rows".
+        data = json.loads(text) if text.strip() else []
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     records = _json_records(path, data)
@@ -243,6 +246,7 @@ def _to_problem(row: _Row, pc: ProblemsConfig, first_seen: dict[str, int]) -> di
     problem_id = _text(record.get(fm.id), "id", numbers_ok=True) if fm.id else None
     try:
         problem = _text(record.get(fm.problem), "problem", numbers_ok=False)
+        _check_length(problem, pc.max_chars)
         answer = _text(record.get(fm.answer), "answer", numbers_ok=True)
         problem_id = problem_id or derived_id(problem)
         _check_unique(problem_id, row.index, first_seen, derived=fm.id is None)
@@ -291,6 +295,14 @@ def _text(value: Any, name: str, numbers_ok: bool) -> str:
     if not text:
         raise _Reject(name, "empty or missing")
     return text
+
+
+def _check_length(problem: str, max_chars: int) -> None:
+    # A problem far beyond any real one is broken input (a whole document in one cell); it would
+    # also overflow every prompt it is put in, once per node of its tree.
+    if len(problem) > max_chars:
+        reason = f"too long: {len(problem)} characters (problems.max_chars is {max_chars})"
+        raise _Reject("problem", "too long", reason)
 
 
 def _number_text(value: numbers.Number) -> str:
