@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -143,6 +144,9 @@ __all__ = [
 def _replace_atomically(path: Path, write) -> None:
     # Write beside the target, then rename: a killed job never leaves a complete-looking file.
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A job killed mid-write leaves its temporary file; only this path's job writes beside it.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)

@@ -21,9 +21,9 @@ def snakemake(*args: str, env: dict | None = None) -> subprocess.CompletedProces
     )
 
 
-def write_config(tmp: Path, run: str, problems: list[dict], **sections) -> Path:
+def write_config(tmp: Path, run: str, problem_rows: list[dict], **sections) -> Path:
     source = tmp / f"{run}.jsonl"
-    rows = [{"id": p["problem_id"], "problem": p["problem"], "answer": p["answer"]} for p in problems]
+    rows = [{"id": p["problem_id"], "problem": p["problem"], "answer": p["answer"]} for p in problem_rows]
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = tmp / f"{run}.yaml"
     base = {

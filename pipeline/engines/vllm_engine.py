@@ -183,6 +183,7 @@ class VLLMEngine:
             error = _too_long(len(ids), self.max_model_len)
             if error:
                 log.warning("request %d of %d not sent: %s", i + 1, len(requests), error)
+                self.stats.failed += 1
             else:
                 send.append(i)
             results.append([Completion("", 0, finish_reason="error", error=error) for _ in range(request.n)])

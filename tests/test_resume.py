@@ -1,0 +1,165 @@
+"""Kill -9 the workflow at random points; the README's resume command finishes it, identical to a
+run that was never interrupted (same config, seed and response cache)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline.tables import PROBLEM_SCHEMA, write_table
+from tests.conftest import EASY_PROBLEMS
+from tests.snakemake_run import ROOT, SNAKEMAKE, snakemake, write_config
+from tests.vllm_server import SERVED_MODEL_NAME
+
+# The README's resume procedure: release the lock the killed run left, then run again; the local
+# profile has rerun-incomplete, so jobs that were cut off run again from their inputs.
+WITH_LOCK = [arg for arg in SNAKEMAKE if arg != "--nolock"]
+STAGES = ("problems", "trees", "thoughts", "polish", "export", "report")
+# Each trial waits for one stage's job to start, then kills everything a random moment later.
+TRIALS = (
+    "problems",
+    "trees",
+    "trees",
+    "thoughts",
+    "polish",
+    "polish",
+    "export",
+    "export",
+    "report",
+    "report",
+)
+
+
+def snapshot(out: Path) -> dict[str, object]:
+    """Every file of a run: parquet as rows, other files by presence (stats and report hold wall times)."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and "logs" not in path.relative_to(out).parts:
+            rel = str(path.relative_to(out))
+            files[rel] = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else None
+    return files
+
+
+def caches(out: Path) -> list[Path]:
+    return sorted(out.rglob("*.cache.sqlite"))
+
+
+def running_stage(pid: int) -> str:
+    """The pipeline stage a job of the snakemake run is running, or "snakemake" between jobs."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return "finished"
+    for child in children:
+        try:
+            cmd = child.cmdline()
+        except psutil.Error:
+            continue
+        if "pipeline" in cmd and cmd.index("pipeline") + 1 < len(cmd):
+            stage = cmd[cmd.index("pipeline") + 1]
+            if stage in STAGES:
+                return stage
+    return "snakemake"
+
+
+def kill_during(config: Path, stage: str, rng: random.Random) -> str:
+    """Start the workflow, kill -9 its whole process group a random moment into `stage`; returns
+    the stage that was running when the kill landed."""
+    proc = subprocess.Popen(
+        [*WITH_LOCK, "--configfile", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while running_stage(proc.pid) != stage and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 1.5))
+    hit = running_stage(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return hit
+
+
+@pytest.fixture(scope="module")
+def reference(server_url, tmp_path_factory):
+    """An uninterrupted run; its problem file and response caches are every trial's."""
+    tmp = tmp_path_factory.mktemp("reference")
+    config = endpoint_config(tmp, server_url)
+    proc = snakemake("--configfile", str(config))
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return tmp / "outputs" / "resume"
+
+
+def endpoint_config(tmp: Path, server_url: str, source: Path | None = None) -> Path:
+    endpoint = {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}
+    return write_config(
+        tmp,
+        "resume",
+        EASY_PROBLEMS,
+        problems={"source": str(source)} if source else {},
+        engines={"endpoint": endpoint},
+        policy={"engine": "endpoint", "width": 3},
+        critic={"engine": "endpoint"},
+        polish={"engine": "endpoint", "max_tokens": 256},
+    )
+
+
+def trial_with_reference_caches(tmp: Path, reference: Path, server_url: str) -> tuple[Path, Path]:
+    source = reference.parent.parent / "resume.jsonl"
+    config = endpoint_config(tmp, server_url, source)
+    out = Path(yaml.safe_load(config.read_text())["output_root"]) / "resume"
+    for cache in caches(reference):
+        target = out / cache.relative_to(reference)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cache, target)
+    return config, out
+
+
+def test_same_config_seed_and_cache_give_identical_parquet(reference, server_url, tmp_path):
+    config, out = trial_with_reference_caches(tmp_path, reference, server_url)
+    proc = snakemake("--configfile", str(config))
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    assert snapshot(out) == snapshot(reference)
+
+
+def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_outputs(reference, server_url, tmp_path):
+    rng = random.Random(6)
+    expected = snapshot(reference)
+    hits = []
+    for i, stage in enumerate(TRIALS):
+        tmp = tmp_path / f"trial-{i}"
+        tmp.mkdir()
+        config, out = trial_with_reference_caches(tmp, reference, server_url)
+        hits.append(kill_during(config, stage, rng))
+        unlock = subprocess.run(
+            [*WITH_LOCK, "--configfile", str(config), "--unlock"], cwd=ROOT, capture_output=True
+        )
+        assert unlock.returncode == 0, unlock.stderr[-2000:]
+        resumed = subprocess.run(
+            [*WITH_LOCK, "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert resumed.returncode == 0, f"trial {i} ({stage}): " + resumed.stderr[-5000:]
+        # Row for row what the uninterrupted run wrote, no half-written or temporary file left.
+        assert snapshot(out) == expected, f"trial {i}, killed during {hits[-1]}"
+    print(f"kills landed during: {hits}")
+    assert len(set(hits) & set(STAGES)) >= 5, hits
+
+
+def test_a_temporary_file_left_by_a_killed_write_is_cleared_by_the_next_write(tmp_path):
+    target = tmp_path / "shard-00000.parquet"
+    (tmp_path / ".shard-00000.parquet.999999.tmp").write_bytes(b"PAR1 cut short by kill -9")
+    (tmp_path / ".shard-00001.parquet.999999.tmp").write_bytes(b"another shard's, left alone")
+    write_table(EASY_PROBLEMS[:1], PROBLEM_SCHEMA, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".shard-00001.parquet.999999.tmp", target.name]
