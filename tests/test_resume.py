@@ -3,10 +3,13 @@ run that was never interrupted (same config, seed and response cache)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -163,3 +166,43 @@ def test_a_temporary_file_left_by_a_killed_write_is_cleared_by_the_next_write(tm
     (tmp_path / ".shard-00001.parquet.999999.tmp").write_bytes(b"another shard's, left alone")
     write_table(EASY_PROBLEMS[:1], PROBLEM_SCHEMA, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".shard-00001.parquet.999999.tmp", target.name]
+
+
+def cached_requests(cache: Path) -> int:
+    if not cache.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{cache}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT COUNT(DISTINCT key) FROM completions").fetchone()[0]
+
+
+def test_kill_9_while_the_engine_is_being_paid_loses_no_answered_call(server_url, tmp_path):
+    config = endpoint_config(tmp_path, server_url)
+    out = tmp_path / "outputs" / "resume"
+    cache = out / "trees" / "shard-00000.cache.sqlite"
+    proc = subprocess.Popen(
+        [*WITH_LOCK, "--configfile", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while cached_requests(cache) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    answered = cached_requests(cache)
+    assert answered > 0 and not (out / "trees" / "shard-00000.parquet").exists()
+
+    subprocess.run([*WITH_LOCK, "--configfile", str(config), "--unlock"], cwd=ROOT, capture_output=True)
+    resumed = subprocess.run(
+        [*WITH_LOCK, "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-5000:]
+    # Every call answered before the kill came back from the cache instead of the endpoint.
+    stats = json.loads((out / "trees" / "shard-00000.stats.json").read_text())
+    assert stats["engines"]["endpoint"]["cache_hits"] == answered
+    assert {n["problem_id"] for n in pq.read_table(out / "trees" / "shard-00000.parquet").to_pylist()} == {
+        "pens",
+        "add-2-3",
+    }
