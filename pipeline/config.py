@@ -169,10 +169,21 @@ def validate(raw: dict) -> None:
     schema = yaml.safe_load(SCHEMA.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    for name, engine in (raw.get("engines") or {}).items():
+        if isinstance(engine, dict) and "api_key" in engine:
+            raise ConfigError(
+                f"config field engines.{name}.api_key: keys are never read from the config (it is "
+                f"copied into the run folder); put the key in an environment variable and name that "
+                f"variable in engines.{name}.api_key_env"
+            )
     if errors:
         err = errors[0]
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ConfigError(f"config field {where}: {err.message}")
+        message = err.message
+        if where.endswith(".api_key_env"):
+            # Never echo the value: a key pasted here by mistake would end up in logs.
+            message = "must be the name of an environment variable (letters, digits, _), not the key"
+        raise ConfigError(f"config field {where}: {message}")
     policy = raw["policy"]
     if policy.get("temperature") == 0 and policy["width"] > 1:
         raise ConfigError("config field policy.temperature: must be > 0 to sample width > 1 different steps")

@@ -107,3 +107,12 @@ def test_snakemake_rejects_what_the_pipeline_rejects(overrides, names):
     workflow_error = pytest.importorskip("snakemake.exceptions").WorkflowError
     with pytest.raises(workflow_error, match="Error validating config"):
         snakemake_validate(raw)
+
+
+@pytest.mark.parametrize("field", ["api_key", "api_key_env"])
+def test_a_key_in_the_config_is_refused_without_repeating_it(field):
+    engine = {"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1", field: "sk-SECRET-0123"}
+    with pytest.raises(ConfigError, match=f"engines.remote.{field}") as err:
+        load(overrides={"engines": {"remote": engine}})
+    assert "environment variable" in str(err.value)
+    assert "SECRET" not in str(err.value)
