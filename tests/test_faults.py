@@ -140,11 +140,11 @@ def test_a_run_through_a_faulty_endpoint_completes_and_records_every_permanent_f
             engines={
                 "faulty": {**endpoint, "timeout_s": 10},
                 # A polished thought takes longer than a step: its own timeout, same faults.
-                "faulty_polisher": {**endpoint, "timeout_s": 120},
+                "faulty_polisher": {**endpoint, "timeout_s": 30},
             },
             policy={"engine": "faulty", "width": 3, "max_depth": 3},
             critic={"engine": "faulty"},
-            polish={"engine": "faulty_polisher"},
+            polish={"engine": "faulty_polisher", "max_tokens": 128},
         )
         proc = snakemake("--configfile", str(config), env={**os.environ, "JOURNEY_TEST_KEY": key})
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
