@@ -138,6 +138,7 @@ __all__ = [
     "write_json",
     "write_stats",
     "write_table",
+    "write_text",
 ]
 
 
@@ -174,9 +175,12 @@ def stats_path(output: str | Path) -> Path:
     return output.with_name(output.name.split(".")[0] + ".stats.json")
 
 
+def write_text(path: str | Path, text: str) -> None:
+    _replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: str | Path, data: dict) -> None:
-    text = json.dumps(data, indent=2)
-    _replace_atomically(Path(path), lambda tmp: tmp.write_text(text + "\n"))
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_stats(output: str | Path, stats: dict) -> None:

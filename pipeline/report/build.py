@@ -10,7 +10,14 @@ from pipeline.report.html import safe_name
 from pipeline.report.index_page import index_page, index_row
 from pipeline.report.summary import leaf_outcomes, summarize, summary_html
 from pipeline.report.tree_page import problem_page
-from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table
+from pipeline.tables import (
+    NODE_SCHEMA,
+    POLISHED_SCHEMA,
+    PROBLEM_SCHEMA,
+    THOUGHT_SCHEMA,
+    read_table,
+    write_text,
+)
 from trees.model import Tree, trees_from_table
 
 
@@ -37,12 +44,6 @@ def load_run(run_dir: Path) -> tuple[list[dict], dict[str, Tree], list[dict], di
     return problems, trees, thoughts, stats
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def run_report(run_dir: str | Path, out_dir: str | Path) -> dict:
     """Write out_dir/index.html and out_dir/problems/<slug>-<hash>.html; return small stats."""
     start = time.perf_counter()
@@ -60,7 +61,7 @@ def run_report(run_dir: str | Path, out_dir: str | Path) -> dict:
     for pid in ids:
         problem, tree, own = problem_rows.get(pid), trees.get(pid), by_problem.get(pid, [])
         name = safe_name(pid)
-        _write(pages_dir / name, problem_page(pid, problem, tree, own))
+        write_text(pages_dir / name, problem_page(pid, problem, tree, own))
         tree_stats = {}
         if tree is not None:
             correct, wrong = leaf_outcomes(tree)
@@ -71,7 +72,7 @@ def run_report(run_dir: str | Path, out_dir: str | Path) -> dict:
     summary = summarize(problems, trees, thoughts, stats)
     title = f"Journey report: {summary['run'] or run_dir.name}"
     index = index_page(title, summary_html(summary), index_rows)
-    _write(out_dir / "index.html", index)
+    write_text(out_dir / "index.html", index)
     return {
         "problem_pages": len(ids),
         "pages_written": len(ids) + 1,

@@ -31,6 +31,7 @@ from pipeline.tables import (
     stats_path,
     write_json,
     write_table,
+    write_text,
 )
 from trees.model import Tree, trees_from_table
 
@@ -233,7 +234,7 @@ def run_export(
         },
         "thought_lengths": {"journey": _lengths(journeys), "shortcut": _lengths(shortcuts)},
     }
-    (out_dir / "README.md").write_text(dataset_card(cfg.raw, stats))
+    write_text(out_dir / "README.md", dataset_card(cfg.raw, stats))
     if cfg.export.push_to_hub:
         repos, repo_id = repos_for(cfg.export.push_to_hub)
         push_to_hub(out_dir, repos, repo_id, f"journey-data run {cfg.run}: {sum(exports.values())} rows")
