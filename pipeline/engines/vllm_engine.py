@@ -39,10 +39,9 @@ class ChatTokens:
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        specials = {t.content: i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-        self.special_ids = specials
+        self.special_ids = {t.content: i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
         # Longest first, so a special token that begins with another is matched whole.
-        names = sorted(specials, key=len, reverse=True)
+        names = sorted(self.special_ids, key=len, reverse=True)
         self._special = re.compile("(" + "|".join(map(re.escape, names)) + ")") if names else None
         # Random, so no message can hold it by chance; letters only, so no template escapes it.
         self._slot = f"journeyslot{secrets.token_hex(8)}x"
@@ -177,16 +176,16 @@ class VLLMEngine:
         """Requests whose prompt does not fit max_model_len get error completions and are not sent:
         vLLM would refuse the whole batch for one of them."""
         prompt_ids = [self.chat.ids(r) for r in requests]
-        results: list[list[Completion]] = []
+        results: list[list[Completion]] = [[] for _ in requests]
         send = []
         for i, (request, ids) in enumerate(zip(requests, prompt_ids)):
             error = _too_long(len(ids), self.max_model_len)
             if error:
                 log.warning("request %d of %d not sent: %s", i + 1, len(requests), error)
                 self.stats.failed += 1
+                results[i] = [Completion("", 0, finish_reason="error", error=error) for _ in range(request.n)]
             else:
                 send.append(i)
-            results.append([Completion("", 0, finish_reason="error", error=error) for _ in range(request.n)])
         if send:
             outputs = self._generate([prompt_ids[i] for i in send], [requests[i] for i in send])
             for i, completions in zip(send, outputs):
