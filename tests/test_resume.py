@@ -75,9 +75,9 @@ def running_stage(pid: int) -> str:
     return "snakemake"
 
 
-def kill_during(config: Path, stage: str, rng: random.Random) -> str:
-    """Start the workflow, kill -9 its whole process group a random moment into `stage`; returns
-    the stage that was running when the kill landed."""
+def kill_when(config: Path, ready, delay: float = 0.0) -> str:
+    """Start the workflow, wait until ready(pid) holds, `delay` seconds more, then kill -9 its whole
+    process group; returns the stage that was running when the kill landed."""
     proc = subprocess.Popen(
         [*WITH_LOCK, "--configfile", str(config)],
         cwd=ROOT,
@@ -86,13 +86,22 @@ def kill_during(config: Path, stage: str, rng: random.Random) -> str:
         start_new_session=True,
     )
     deadline = time.monotonic() + 300
-    while running_stage(proc.pid) != stage and proc.poll() is None and time.monotonic() < deadline:
+    while not ready(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 0.6))  # the quickest stages last about two seconds
+    time.sleep(delay)
     hit = running_stage(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return hit
+
+
+def resume(config: Path) -> subprocess.CompletedProcess:
+    """The README's resume: release the dead run's lock, then the same command again."""
+    unlock = subprocess.run(
+        [*WITH_LOCK, "--configfile", str(config), "--unlock"], cwd=ROOT, capture_output=True
+    )
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    return subprocess.run([*WITH_LOCK, "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -145,14 +154,11 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_outputs(ref
         tmp = tmp_path / f"trial-{i}"
         tmp.mkdir()
         config, out = trial_with_reference_caches(tmp, reference, server_url)
-        hits.append(kill_during(config, stage, rng))
-        unlock = subprocess.run(
-            [*WITH_LOCK, "--configfile", str(config), "--unlock"], cwd=ROOT, capture_output=True
+        # A random moment into the stage: the quickest stages last about two seconds.
+        hits.append(
+            kill_when(config, lambda pid, stage=stage: running_stage(pid) == stage, rng.uniform(0.0, 0.6))
         )
-        assert unlock.returncode == 0, unlock.stderr[-2000:]
-        resumed = subprocess.run(
-            [*WITH_LOCK, "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True
-        )
+        resumed = resume(config)
         assert resumed.returncode == 0, f"trial {i} ({stage}): " + resumed.stderr[-5000:]
         # Row for row what the uninterrupted run wrote, no half-written or temporary file left.
         assert snapshot(out) == expected, f"trial {i}, killed during {hits[-1]}"
@@ -172,32 +178,21 @@ def cached_requests(cache: Path) -> int:
     if not cache.exists():
         return 0
     with contextlib.closing(sqlite3.connect(f"file:{cache}?mode=ro", uri=True)) as db:
-        return db.execute("SELECT COUNT(DISTINCT key) FROM completions").fetchone()[0]
+        try:
+            return db.execute("SELECT COUNT(DISTINCT key) FROM completions").fetchone()[0]
+        except sqlite3.OperationalError:  # created a moment ago, its table not yet committed
+            return 0
 
 
 def test_kill_9_while_the_engine_is_being_paid_loses_no_answered_call(server_url, tmp_path):
     config = endpoint_config(tmp_path, server_url)
     out = tmp_path / "outputs" / "resume"
     cache = out / "trees" / "shard-00000.cache.sqlite"
-    proc = subprocess.Popen(
-        [*WITH_LOCK, "--configfile", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while cached_requests(cache) == 0 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when(config, lambda _: cached_requests(cache) > 0)
     answered = cached_requests(cache)
     assert answered > 0 and not (out / "trees" / "shard-00000.parquet").exists()
 
-    subprocess.run([*WITH_LOCK, "--configfile", str(config), "--unlock"], cwd=ROOT, capture_output=True)
-    resumed = subprocess.run(
-        [*WITH_LOCK, "--configfile", str(config)], cwd=ROOT, capture_output=True, text=True
-    )
+    resumed = resume(config)
     assert resumed.returncode == 0, resumed.stderr[-5000:]
     # Every call answered before the kill came back from the cache instead of the endpoint.
     stats = json.loads((out / "trees" / "shard-00000.stats.json").read_text())
