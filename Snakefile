@@ -9,9 +9,12 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import from_dict
 from pipeline.formats import output_files
+from pipeline.stages.problems import check_source
+from pipeline.yield_report import yield_lines
 
 configfile: "config/config.yaml"
 CONFIG = from_dict(config)  # config/schema.yaml plus cross-field checks; the error names the bad field
+check_source(CONFIG.problems)  # a missing source or column stops here, before any job starts
 
 RUN = Path(config["output_root"]) / config["run"]
 CFG = RUN / "config.yaml"
@@ -32,6 +35,17 @@ def shard_files(stage):
         return expand(RUN / stage / "{shard}.parquet", shard=sorted(s for s in shards if s.startswith("shard-")))
 
     return files
+
+
+onsuccess:
+    # The yield and its causes, in the Snakemake log itself rather than only in the export job's log.
+    stats_file = RUN / "stats.json"
+    if stats_file.is_file():
+        report = json.loads(stats_file.read_text()).get("yield_report")
+        if report:
+            warn = report["low"] or report["empty_files"]
+            for line in yield_lines(report):
+                (logger.warning if warn else logger.info)(f"{'WARNING ' if warn else ''}yield: {line}")
 
 
 rule all:

@@ -126,8 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         stats = run_polish(cfg, args.thoughts, args.out)
     else:
         from pipeline.stages.export import run_export
+        from pipeline.yield_report import YieldError
 
-        stats = run_export(cfg, args.polished, args.trees, args.problems, args.out_dir)
+        try:
+            stats = run_export(cfg, args.polished, args.trees, args.problems, args.out_dir)
+        except YieldError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     summary = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
     print(json.dumps(summary))
     return 0

@@ -103,6 +103,7 @@ class ThoughtsConfig:
     detour_depth: int = 2
     detour_probability: float = 1.0
     aggregation: str = "min"
+    step_score: str = "scorer"  # what a step scores for the shortcut: the pruning scorer's, or tree value
     transitions: str = "prompts/transitions.yaml"
 
 
@@ -122,7 +123,9 @@ class ExportConfig:
     formats: list[str] = field(default_factory=lambda: list(FORMATS))
     pairs_per_problem: int = 5
     revision_max_wrong: int = 4
-    step_labels: str = "pruning"  # stepwise labels: the pruning scorer's verdicts, or a scorer in annotate
+    # stepwise labels: the pruning scorer's verdicts, a scorer in annotate, or tree (trees/values.py)
+    step_labels: str = "pruning"
+    min_yield: float | None = None  # fail the run when fewer problems than this share get a journey
     push_to_hub: str | None = None  # a Hugging Face dataset repo id, or file:///folder for a local copy
 
 
@@ -195,7 +198,7 @@ def validate(raw: dict) -> None:
             known = ", ".join(sorted(raw["engines"]))
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
     step_labels = raw.get("export", {}).get("step_labels", "pruning")
-    if step_labels != "pruning" and step_labels not in raw.get("annotate", []):
+    if step_labels not in ("pruning", "tree") and step_labels not in raw.get("annotate", []):
         raise ConfigError(
             f"config field export.step_labels: {step_labels!r} is not in annotate, so no step carries its verdict"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipeline.engines.base import EngineSettings
@@ -21,7 +23,8 @@ EASY_PROBLEMS = [
 
 # vLLM on CPU reserves gpu_memory_utilization of NUMA node 0's memory per instance and refuses to
 # start when that much is not free: tests keep at most two instances alive and each one small.
-TEST_MEMORY_FRACTION = 0.2
+# JOURNEY_TEST_MEMORY_FRACTION lowers it where several test runs share one machine.
+TEST_MEMORY_FRACTION = float(os.environ.get("JOURNEY_TEST_MEMORY_FRACTION", "0.2"))
 
 
 @pytest.fixture(scope="module")

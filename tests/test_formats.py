@@ -20,6 +20,7 @@ from pipeline.hub import LocalRepos, push_to_hub
 from pipeline.stages.export import run_export
 from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, write_json, write_table
 from trees.model import Node, Tree, nodes_to_table
+from trees.values import assign_tree_values
 
 PROBLEM = "What is 2 + 2?"
 
@@ -93,7 +94,32 @@ def test_stepwise_labels_align_with_steps_and_name_their_source():
     assert {r["leaf_id"]: r["labels"] for r in rows}[3] == [True, False]
     by_mc = stepwise_rows(t, "monte-carlo")
     assert {r["label_source"] for r in by_mc} == {"monte-carlo"} and len(by_mc) == len(rows) + 1
-    assert stepwise_rows(t, "prm-qwen") == []
+    # A scorer that judged nothing labels only one-step paths whose answer is wrong: the outcome.
+    assert {r["leaf_id"]: r["labels"] for r in stepwise_rows(t, "prm-qwen")} == {5: [False], 6: [False], 7: [False]}
+
+
+def test_the_last_step_of_a_path_whose_answer_does_not_verify_is_labelled_false_whatever_the_source():
+    t = tree()
+    for n in t:
+        n.verdict = "correct" if n.node_id else n.verdict  # a critic that calls every step correct
+    assign_tree_values(t)
+    for source in ("pruning", "monte-carlo", "tree"):
+        rows = stepwise_rows(t, source)
+        assert rows, source
+        for r in rows:
+            if r["answer_correct"] is not None:
+                assert r["labels"][-1] is r["answer_correct"], (source, r)
+
+
+def test_tree_labels_say_whether_a_verified_leaf_lies_beneath_each_step():
+    t = tree()
+    assign_tree_values(t)
+    rows = {r["leaf_id"]: r for r in stepwise_rows(t, "tree")}
+    # Step 1 has a correct leaf (2) beneath it, so it is True even on the path to the wrong leaf 3;
+    # leaf 8 is not terminal and has nothing beneath it, so its path has no tree label.
+    assert rows[3]["labels"] == [True, False] and rows[2]["labels"] == [True, True]
+    assert 8 not in rows and {r["label_source"] for r in rows.values()} == {"tree"}
+    assert t.nodes[1].tree_value == 0.5 and t.nodes[0].tree_value == 2 / 6
 
 
 def test_revision_trajectories_end_with_the_correct_attempt_after_the_closest_wrong_one():
@@ -276,3 +302,47 @@ def test_export_defaults_write_all_formats():
 def test_bad_export_config_names_the_field(section, field):
     with pytest.raises(config_mod.ConfigError, match=field.replace(".", r"\.")):
         config_mod.load(overrides={"export": section})
+
+
+@pytest.fixture
+def barren_run(small_run):
+    """The small run where no tree reached a verified leaf: every leaf wrong or cut at max depth."""
+    trees_path = small_run / "trees" / "shard-00000.parquet"
+    nodes = pq.read_table(trees_path).to_pylist()
+    for n in nodes:
+        if n["answer_correct"]:
+            n.update(answer="7", answer_correct=False)
+    nodes.append(dict(nodes[-1], node_id=9, parent_id=8, depth=4, step="More.", answer=None, is_terminal=True))
+    write_table(nodes, NODE_SCHEMA, trees_path)
+    write_table([], POLISHED_SCHEMA, small_run / "polished" / "shard-00000.parquet")
+    return small_run
+
+
+def test_a_run_without_journeys_says_why_and_offers_no_empty_file(barren_run, tmp_path, monkeypatch):
+    stats, _ = export(barren_run, tmp_path, monkeypatch)
+    report = stats["yield_report"]
+    assert report["problems"] == 2 and report["problems_with_journey"] == 0 and report["low"]
+    assert "0 of 2 problems gave a journey (0%)" in report["message"]
+    causes = {c["cause"]: c for c in report["causes"]}
+    wrong = causes["answered leaves whose answer is wrong"]
+    assert (wrong["count"], wrong["of"], wrong["setting"]) == (12, 12, "policy.engine")
+    cut = causes["leaves cut at max depth without a final answer"]
+    assert (cut["count"], cut["setting"]) == (1, "policy.max_depth") and "policy.max_depth (now 4)" in cut["advice"]
+    # With no verified leaf there are no journeys, pairs or revisions; stepwise paths still exist.
+    assert "stepwise.parquet" not in report["empty_files"]
+    assert {"journey.parquet", "preference.parquet", "revision.parquet"} <= set(report["empty_files"])
+    card = (barren_run / "sft" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    offered = {c["config_name"] for c in front["configs"]}
+    assert offered == {"stepwise"} and 'data_files="journey.parquet"' not in card
+    assert "Empty, so not offered above" in card and "`journey.parquet`" in card
+    assert "policy.max_depth" in card and report["message"] in card
+
+
+def test_min_yield_fails_the_export_before_any_training_file_is_written(barren_run, tmp_path, monkeypatch):
+    from pipeline.yield_report import YieldError
+
+    with pytest.raises(YieldError, match=r"yield 0% is under export.min_yield \(50%\)") as err:
+        export(barren_run, tmp_path, monkeypatch, min_yield=0.5)
+    assert "policy.max_depth" in str(err.value)
+    assert not (barren_run / "sft").exists() and not (barren_run / "stats.json").exists()

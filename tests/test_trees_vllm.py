@@ -47,6 +47,26 @@ def test_every_node_is_sampled_w_times_and_recorded(built):
     assert all(len(t) > 1 for t in trees)
 
 
+def test_every_node_carries_the_share_of_verified_leaves_beneath_it(built):
+    _, builder, nodes, _ = built
+    by_problem = defaultdict(list)
+    for n in nodes:
+        by_problem[n.problem_id].append(n)
+    for group in by_problem.values():
+        tree = Tree(group[0].problem_id, group)
+        for node in tree:
+            below = [tree.nodes[i] for i in tree.nodes if node.node_id in tree.path(i)]
+            leaves = [n for n in below if n.is_terminal]
+            if not leaves:
+                assert node.tree_value is None and node.reaches_correct is None
+                continue
+            correct = sum(n.answer_correct is True for n in leaves)
+            assert node.tree_value == correct / len(leaves)
+            assert node.reaches_correct is (correct > 0)
+    agreement = tree_stats(nodes)["tree_value_agreement"]
+    assert agreement["steps"] == agreement["agree"] + agreement["disagree"] > 0
+
+
 def test_critic_prunes_to_at_most_k_correct_children(built):
     cfg, _, nodes, _ = built
     kept = defaultdict(int)

@@ -25,6 +25,7 @@ def run(tmp_path_factory):
     config = write_config(tmp, "e2e", EASY_PROBLEMS)
     proc = snakemake("--configfile", str(config))
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    (tmp / "snakemake.log").write_text(proc.stdout + proc.stderr)
     return tmp / "outputs" / "e2e", config
 
 
@@ -149,6 +150,34 @@ def test_a_bad_config_stops_the_workflow_naming_the_field(tmp_path):
     assert proc.returncode != 0
     assert "policy.width" in proc.stdout + proc.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("problems", "expected"),
+    [
+        ({"source": "no/such/file.jsonl"}, "config field problems.source 'no/such/file.jsonl': no such file"),
+        ({"fields": {"problem": "question"}}, "config field problems.fields.problem: column 'question' is not in"),
+    ],
+)
+def test_a_missing_source_or_column_stops_the_workflow_before_any_job(tmp_path, problems, expected):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"run": "bad", "output_root": str(tmp_path), "problems": problems}))
+    proc = snakemake("--configfile", str(bad))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and expected in out
+    assert "Traceback" not in out and "rule problems" not in out and not (tmp_path / "bad").exists()
+
+
+def test_the_snakemake_log_states_the_yield_and_the_stats_explain_it(run):
+    out, _ = run
+    log = (out.parent.parent / "snakemake.log").read_text()
+    report = json.loads((out / "stats.json").read_text())["yield_report"]
+    assert f"yield: {report['message']}" in log
+    assert report["problems"] == len(EASY_PROBLEMS) and 0 <= report["share"] <= 1
+    for cause in report["causes"]:
+        assert cause["setting"] in log and 0 < cause["count"] <= cause["of"]
+    agreement = json.loads((out / "stats.json").read_text())["tree_value_agreement"]
+    assert agreement["steps"] == agreement["agree"] + agreement["disagree"] > 0
 
 
 def test_policy_critic_and_polisher_can_each_use_an_openai_endpoint(server_url, tmp_path):

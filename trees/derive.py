@@ -100,7 +100,9 @@ def _judged_wrong(node: Node) -> bool:
     return node.verdict == "incorrect" or node.answer_correct is False
 
 
-def _node_score(node: Node) -> float:
+def _node_score(node: Node, step_score: str = "scorer") -> float:
+    if step_score == "tree":
+        return 0.5 if node.tree_value is None else node.tree_value
     if node.verdict == "incorrect":
         return 0.0
     if node.score is None or math.isnan(node.score):
@@ -109,17 +111,21 @@ def _node_score(node: Node) -> float:
 
 
 AGGREGATIONS = ("min", "prod", "last")
+STEP_SCORES = ("scorer", "tree")
 
 
-def path_score(tree: Tree, path: list[int], aggregation: str = "min") -> float:
+def path_score(tree: Tree, path: list[int], aggregation: str = "min", step_score: str = "scorer") -> float:
     """A path's score from its steps' scores (Lightman et al.): the weakest step (min), all steps
-    together (prod), or the last step (last).
+    together (prod), or the last step (last). A step's score is the pruning scorer's, or with
+    step_score "tree" the share of verified correct leaves beneath it (trees/values.py).
 
     >>> t = Tree("p", [Node("p", 0, -1, 0, "q"), Node("p", 1, 0, 1, "a", score=0.5), Node("p", 2, 1, 2, "b", score=0.8)])
     >>> [round(path_score(t, [0, 1, 2], a), 2) for a in AGGREGATIONS]
     [0.5, 0.4, 0.8]
     """
-    scores = [_node_score(tree.nodes[i]) for i in path if i != ROOT_ID] or [0.5]
+    if step_score not in STEP_SCORES:
+        raise ValueError(f"unknown step score {step_score!r} (expected one of {STEP_SCORES})")
+    scores = [_node_score(tree.nodes[i], step_score) for i in path if i != ROOT_ID] or [0.5]
     if aggregation == "min":
         return min(scores)
     if aggregation == "prod":
@@ -129,12 +135,14 @@ def path_score(tree: Tree, path: list[int], aggregation: str = "min") -> float:
     raise ValueError(f"unknown path aggregation {aggregation!r} (expected one of {AGGREGATIONS})")
 
 
-def choose_shortcut(tree: Tree, rng: random.Random, aggregation: str = "min") -> list[int] | None:
+def choose_shortcut(
+    tree: Tree, rng: random.Random, aggregation: str = "min", step_score: str = "scorer"
+) -> list[int] | None:
     """The best-scored root-to-correct-leaf path (ties broken by rng), or None without one."""
     paths = [tree.path(leaf) for leaf in sorted(tree.correct_leaves()) if leaf != ROOT_ID]
     if not paths:
         return None
-    scores = [path_score(tree, p, aggregation) for p in paths]
+    scores = [path_score(tree, p, aggregation, step_score) for p in paths]
     best = max(scores)
     return rng.choice([p for p, s in zip(paths, scores) if s == best])
 
@@ -270,6 +278,7 @@ def derive_thoughts(
     transitions: Transitions,
     detour_probability: float = 1.0,
     aggregation: str = "min",
+    step_score: str = "scorer",
 ) -> list[Thought]:
     """Distinct journeys of the tree (up to journeys_per_tree), then the first one's shortcut.
 
@@ -280,7 +289,7 @@ def derive_thoughts(
     if journeys_per_tree < 0:
         raise ValueError("journeys_per_tree must be >= 0")
     first_rng = random.Random(f"{seed}:{tree.problem_id}:0")
-    first_shortcut = choose_shortcut(tree, first_rng, aggregation)
+    first_shortcut = choose_shortcut(tree, first_rng, aggregation, step_score)
     if first_shortcut is None:
         return []
     thoughts: list[Thought] = []
@@ -290,7 +299,7 @@ def derive_thoughts(
             rng, shortcut = first_rng, first_shortcut
         else:
             rng = random.Random(f"{seed}:{tree.problem_id}:{k}")
-            shortcut = choose_shortcut(tree, rng, aggregation)
+            shortcut = choose_shortcut(tree, rng, aggregation, step_score)
         journey = derive_journey(
             tree,
             shortcut,

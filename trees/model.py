@@ -34,6 +34,9 @@ NODE_SCHEMA = pa.schema(
         ("tokens", pa.int64()),
         ("model", pa.string()),
         ("annotations", pa.list_(ANNOTATION)),
+        ("tree_value", pa.float64()),
+        ("reaches_correct", pa.bool_()),
+        ("answer_checker", pa.string()),
     ]
 )
 
@@ -43,8 +46,11 @@ class Node:
     """One reasoning step. The root (node_id 0, parent_id -1) holds the problem text as its step.
 
     answer is the extracted final answer of a terminal node (None when it gave none);
-    answer_correct is None until checked. prune_reason is "" for kept nodes. score, verdict and
+    answer_correct is None until checked; answer_checker names what decided it (see
+    pipeline/answers.py). prune_reason is "" for kept nodes. score, verdict and
     rationale come from the scorer that pruned; annotations hold other scorers' judgements.
+    tree_value is the share of verified correct leaves among the terminal nodes below (and at) the
+    node, reaches_correct whether there is any (None: no terminal node below to tell).
     """
 
     problem_id: str
@@ -64,6 +70,9 @@ class Node:
     tokens: int = 0
     model: str = ""
     annotations: list[dict] = field(default_factory=list)
+    tree_value: float | None = None
+    reaches_correct: bool | None = None
+    answer_checker: str = ""
 
     @property
     def is_root(self) -> bool:
@@ -134,10 +143,16 @@ def nodes_to_table(nodes: Iterable[Node]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=NODE_SCHEMA)
 
 
-def trees_from_table(table: pa.Table, references: dict[str, str] | None = None) -> list[Tree]:
-    """Group a node table into trees, in order of first appearance of each problem."""
+def trees_from_nodes(nodes: Iterable[Node], references: dict[str, str] | None = None) -> list[Tree]:
+    """Group nodes into trees, in order of first appearance of each problem."""
     references = references or {}
     grouped: dict[str, list[Node]] = {}
-    for row in table.select(list(NODE_FIELDS)).to_pylist():
-        grouped.setdefault(row["problem_id"], []).append(Node(**row))
-    return [Tree(pid, nodes, references.get(pid, "")) for pid, nodes in grouped.items()]
+    for node in nodes:
+        grouped.setdefault(node.problem_id, []).append(node)
+    return [Tree(pid, group, references.get(pid, "")) for pid, group in grouped.items()]
+
+
+def trees_from_table(table: pa.Table, references: dict[str, str] | None = None) -> list[Tree]:
+    """Group a node table into trees, in order of first appearance of each problem."""
+    rows = table.select(list(NODE_FIELDS)).to_pylist()
+    return trees_from_nodes((Node(**row) for row in rows), references)

@@ -53,10 +53,26 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
+def _empty_files(empty: list[str]) -> str:
+    if not empty:
+        return ""
+    return f"\nEmpty, so not offered above: {', '.join(f'`{f}`' for f in empty)}. See the causes below.\n"
+
+
+def _causes(causes: list[dict]) -> str:
+    if not causes:
+        return ""
+    rows = [(c["cause"], f"{c['count']} of {c['of']} {c['unit']}", f"`{c['setting']}`", c["advice"]) for c in causes]
+    return "\nWhat cost yield:\n\n" + _table(("cause", "count", "setting", "what to change"), rows) + "\n"
+
+
 def dataset_card(config: dict, stats: dict) -> str:
     config = public_config(config)
     exports: dict[str, int] = stats["exports"]
-    parquet = [f for f in exports if f.endswith(".parquet")]
+    # Only files with rows are offered; an empty one is named as empty, never advertised.
+    parquet = [f for f in exports if f.endswith(".parquet") and exports[f]]
+    empty = [f for f in exports if f.endswith(".parquet") and not exports[f]]
+    report = stats.get("yield_report") or {}
     front = {
         "configs": [
             {"config_name": f.removesuffix(".parquet"), "data_files": [{"split": "train", "path": f}]}
@@ -90,11 +106,14 @@ critic: `{config["critic"]["engine"]}`, polish: `{config["polish"]["engine"]}` (
 
 ## Files
 
-{_table(("file", "rows", "what"), [(f, exports[f], DESCRIPTIONS[f]) for f in parquet])}
-
+{_table(("file", "rows", "what"), [(f, exports[f], DESCRIPTIONS[f]) for f in parquet]) if parquet else "No file has rows."}
+{_empty_files(empty)}
 ## Yields
 
+{report.get("message", "")}
+
 {_table(("measure", "value"), [(k, v) for k, v in stats["yields"].items()])}
+{_causes(report.get("causes", []))}
 
 ## Lengths and backtracks
 

@@ -4,6 +4,7 @@ sft/, their dataset card, stats.json, and optionally a push to the Hub."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections import Counter
@@ -33,7 +34,10 @@ from pipeline.tables import (
     write_table,
     write_text,
 )
+from pipeline.yield_report import check_min_yield, yield_lines, yield_report
 from trees.model import Tree, trees_from_table
+
+log = logging.getLogger(__name__)
 
 
 def _sum(parts: list[dict], key: str):
@@ -62,6 +66,11 @@ def _stage_stats(paths: list[Path]) -> dict:
     if engines:
         summed["engines"] = {n: {k: round(v, 3) for k, v in c.items()} for n, c in engines.items()}
     return summed
+
+
+def _agreement(counts: dict) -> dict:
+    steps = counts.get("steps", 0)
+    return {**counts, "share_disagree": round(counts.get("disagree", 0) / steps, 3) if steps else None}
 
 
 def _engine_total(stages: dict, key: str) -> int:
@@ -153,9 +162,14 @@ def run_export(
     shortcuts = [r for r in rows if r["kind"] == "shortcut"]
     trees_in = read_trees([Path(p) for p in trees_paths], [Path(p) for p in problems_paths])
     tables = format_tables(cfg, trees_in, rows)
+    exports = {name: len(table_rows) for name, (table_rows, _) in tables.items()}
+    report = yield_report(cfg, trees_in, len({j["problem_id"] for j in journeys}), exports)
+    # Before any file is written: a run under its minimum yield leaves no training files behind.
+    check_min_yield(report, cfg.export.min_yield)
+    for line in yield_lines(report):
+        (log.warning if report["low"] or report["empty_files"] else log.info)("yield: %s", line)
     for name, (table_rows, schema) in tables.items():
         write_table(table_rows, schema, out_dir / name)
-    exports = {name: len(table_rows) for name, (table_rows, _) in tables.items()}
     if "sharegpt" in cfg.export.formats:
         info = {
             f"{cfg.run}_{f.removesuffix('_sharegpt.parquet')}": sharegpt_info(f)
@@ -195,6 +209,7 @@ def run_export(
         "nodes_pruned": trees.get("nodes_pruned"),
         "prune_reasons": trees.get("prune_reasons"),
         "verdicts": trees.get("verdicts"),
+        "tree_value_agreement": _agreement(trees.get("tree_value_agreement") or {}),
         "scorer_problems": trees.get("scorer_problems"),
         # Endpoint trouble over the whole run: HTTP calls repeated, requests that still failed.
         "engine_retries": _engine_total(stages, "retries"),
@@ -226,6 +241,7 @@ def run_export(
         },
         "stages": stages,
         "exports": exports,
+        "yield_report": report,
         "yields": {
             "trees_with_correct_leaf_share": _share(
                 sum(bool(t.correct_leaves()) for t in trees_in), trees_in

@@ -207,6 +207,20 @@ def _columns(records: Iterable[Any]) -> list[str]:
     return list(names)
 
 
+def check_source(pc: ProblemsConfig) -> None:
+    """Before any job starts (the Snakefile calls this): a local source must exist and have the mapped
+    columns. Raises ConfigError with one line. Hugging Face ids are left to the problems job."""
+    if not Path(pc.source).expanduser().is_file() and not _looks_like_file(pc.source):
+        return
+    try:
+        columns, _ = _load(pc)
+    except (OSError, ValueError) as exc:
+        message = str(exc) if str(exc).startswith("problems.source") else f"problems.source: {exc}"
+        raise ConfigError(f"config field {message}") from None
+    if columns:
+        _check_mapping(pc.fields, columns, pc.source)
+
+
 def _check_mapping(fm: FieldMap, columns: list[str], source: str) -> None:
     for name in ("problem", "answer", "id"):
         column = getattr(fm, name)

@@ -44,6 +44,7 @@ def configured_thoughts(tree: Tree, cfg: Config, transitions: Transitions) -> li
         transitions=transitions,
         detour_probability=t.detour_probability,
         aggregation=t.aggregation,
+        step_score=t.step_score,
     )
 
 

@@ -22,7 +22,8 @@ from pipeline.scorers.critic import Critic
 from pipeline.scorers.prm import MathShepherdPRM, QwenPRM
 from pipeline.scorers.rollouts import RolloutScorer
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
-from trees.model import ROOT_ID, Node
+from trees.model import ROOT_ID, Node, Tree, trees_from_nodes
+from trees.values import AGREEMENT_KEYS, agreement, assign_tree_values
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,8 @@ class TreeBuilder:
                 time.perf_counter() - start,
             )
             frontier = [(pr, n) for pr, n in created if n.kept and not n.is_terminal]
+        for pr in probs:
+            assign_tree_values(Tree(pr.problem_id, pr.nodes))
         return [n for pr in probs for n in pr.nodes]
 
 
@@ -226,6 +229,9 @@ def tree_stats(nodes: list[Node]) -> dict:
     terminal = [n for n in generated if n.is_terminal]
     correct = [n for n in terminal if n.answer_correct]
     problems = {n.problem_id for n in nodes}
+    agree: Counter = Counter()
+    for tree in trees_from_nodes(nodes):
+        agree.update(agreement(tree))
     return {
         "trees": len(problems),
         "nodes_generated": len(generated),
@@ -237,6 +243,8 @@ def tree_stats(nodes: list[Node]) -> dict:
         "answered_leaves": sum(n.answer is not None for n in terminal),
         "correct_leaves": len(correct),
         "trees_with_correct_leaf": len({n.problem_id for n in correct}),
+        # The pruning scorer's verdicts against the tree's own values (trees/values.py).
+        "tree_value_agreement": {k: agree[k] for k in AGREEMENT_KEYS},
     }
 
 
