@@ -121,7 +121,9 @@ def yield_lines(report: dict) -> list[str]:
     """
     lines = [report["message"]]
     for c in report["causes"]:
-        lines.append(f"  {c['count']} of {c['of']} {c['unit']}: {c['cause']} -> {c['setting']}: {c['advice']}")
+        lines.append(
+            f"  {c['count']} of {c['of']} {c['unit']}: {c['cause']} -> {c['setting']}: {c['advice']}"
+        )
     return lines
 
 

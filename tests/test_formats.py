@@ -95,7 +95,11 @@ def test_stepwise_labels_align_with_steps_and_name_their_source():
     by_mc = stepwise_rows(t, "monte-carlo")
     assert {r["label_source"] for r in by_mc} == {"monte-carlo"} and len(by_mc) == len(rows) + 1
     # A scorer that judged nothing labels only one-step paths whose answer is wrong: the outcome.
-    assert {r["leaf_id"]: r["labels"] for r in stepwise_rows(t, "prm-qwen")} == {5: [False], 6: [False], 7: [False]}
+    assert {r["leaf_id"]: r["labels"] for r in stepwise_rows(t, "prm-qwen")} == {
+        5: [False],
+        6: [False],
+        7: [False],
+    }
 
 
 def test_the_last_step_of_a_path_whose_answer_does_not_verify_is_labelled_false_whatever_the_source():
@@ -312,7 +316,9 @@ def barren_run(small_run):
     for n in nodes:
         if n["answer_correct"]:
             n.update(answer="7", answer_correct=False)
-    nodes.append(dict(nodes[-1], node_id=9, parent_id=8, depth=4, step="More.", answer=None, is_terminal=True))
+    nodes.append(
+        dict(nodes[-1], node_id=9, parent_id=8, depth=4, step="More.", answer=None, is_terminal=True)
+    )
     write_table(nodes, NODE_SCHEMA, trees_path)
     write_table([], POLISHED_SCHEMA, small_run / "polished" / "shard-00000.parquet")
     return small_run
@@ -327,7 +333,9 @@ def test_a_run_without_journeys_says_why_and_offers_no_empty_file(barren_run, tm
     wrong = causes["answered leaves whose answer is wrong"]
     assert (wrong["count"], wrong["of"], wrong["setting"]) == (12, 12, "policy.engine")
     cut = causes["leaves cut at max depth without a final answer"]
-    assert (cut["count"], cut["setting"]) == (1, "policy.max_depth") and "policy.max_depth (now 4)" in cut["advice"]
+    assert (cut["count"], cut["setting"]) == (1, "policy.max_depth") and "policy.max_depth (now 4)" in cut[
+        "advice"
+    ]
     # With no verified leaf there are no journeys, pairs or revisions; stepwise paths still exist.
     assert "stepwise.parquet" not in report["empty_files"]
     assert {"journey.parquet", "preference.parquet", "revision.parquet"} <= set(report["empty_files"])
@@ -346,3 +354,23 @@ def test_min_yield_fails_the_export_before_any_training_file_is_written(barren_r
         export(barren_run, tmp_path, monkeypatch, min_yield=0.5)
     assert "policy.max_depth" in str(err.value)
     assert not (barren_run / "sft").exists() and not (barren_run / "stats.json").exists()
+
+
+def test_the_export_command_exits_non_zero_with_the_yield_message(barren_run, tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "min.yaml"
+    cfg.write_text(
+        yaml.safe_dump({"run": "small", "output_root": str(barren_run.parent), "export": {"min_yield": 0.9}})
+    )
+    shard = "shard-00000.parquet"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "export", "--config", str(cfg),
+         "--polished", str(barren_run / "polished" / shard), "--trees", str(barren_run / "trees" / shard),
+         "--problems", str(barren_run / "problems" / shard), "--out-dir", str(barren_run / "sft")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "error: yield 0% is under export.min_yield (90%)" in proc.stderr and "Traceback" not in proc.stderr
+    assert "answered leaves whose answer is wrong -> policy.engine" in proc.stderr

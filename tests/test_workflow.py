@@ -156,7 +156,10 @@ def test_a_bad_config_stops_the_workflow_naming_the_field(tmp_path):
     ("problems", "expected"),
     [
         ({"source": "no/such/file.jsonl"}, "config field problems.source 'no/such/file.jsonl': no such file"),
-        ({"fields": {"problem": "question"}}, "config field problems.fields.problem: column 'question' is not in"),
+        (
+            {"fields": {"problem": "question"}},
+            "config field problems.fields.problem: column 'question' is not in",
+        ),
     ],
 )
 def test_a_missing_source_or_column_stops_the_workflow_before_any_job(tmp_path, problems, expected):

@@ -62,7 +62,10 @@ def _empty_files(empty: list[str]) -> str:
 def _causes(causes: list[dict]) -> str:
     if not causes:
         return ""
-    rows = [(c["cause"], f"{c['count']} of {c['of']} {c['unit']}", f"`{c['setting']}`", c["advice"]) for c in causes]
+    rows = [
+        (c["cause"], f"{c['count']} of {c['of']} {c['unit']}", f"`{c['setting']}`", c["advice"])
+        for c in causes
+    ]
     return "\nWhat cost yield:\n\n" + _table(("cause", "count", "setting", "what to change"), rows) + "\n"
 
 
