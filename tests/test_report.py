@@ -58,15 +58,30 @@ def _thought(pid: str, problem: str, kind: str, visits: list[int], text: str) ->
     }
 
 
-def _write_run(run, problems: list[tuple[str, str]], journeys: set[str] | None = None, shards: int = 2):
+# A stats.json from before the yield report, tree values and node counts.
+OLD_STATS = {"run": "tiny", "wall_s": {"trees": 1.5}, "tokens": {"policy": 7}}
+
+
+def _write_run(
+    run,
+    problems: list[tuple[str, str]],
+    journeys: set[str] | None = None,
+    shards: int = 2,
+    *,
+    reference: str = "2",
+    nodes=_nodes,
+    stats: dict = OLD_STATS,
+):
     """problems: (problem_id, text); journeys: ids that get a journey (default: all)."""
     journeys = {pid for pid, _ in problems} if journeys is None else journeys
     for s in range(shards):
         part = problems[s::shards]
-        rows = [{"problem_id": p, "problem": t, "answer": "2", "source": "t", "meta": "{}"} for p, t in part]
+        rows = [
+            {"problem_id": p, "problem": t, "answer": reference, "source": "t", "meta": "{}"} for p, t in part
+        ]
         write_table(rows, PROBLEM_SCHEMA, run / "problems" / f"shard-{s:05d}.parquet")
-        nodes = [asdict(n) for p, t in part for n in _nodes(p, t)]
-        write_table(nodes, NODE_SCHEMA, run / "trees" / f"shard-{s:05d}.parquet")
+        nodes_rows = [asdict(n) for p, t in part for n in nodes(p, t)]
+        write_table(nodes_rows, NODE_SCHEMA, run / "trees" / f"shard-{s:05d}.parquet")
         thoughts = [
             _thought(p, t, kind, visits, text)
             for p, t in part
@@ -81,9 +96,7 @@ def _write_run(run, problems: list[tuple[str, str]], journeys: set[str] | None =
             ]
         ]
         write_table(thoughts, POLISHED_SCHEMA, run / "polished" / f"shard-{s:05d}.parquet")
-    (run / "stats.json").write_text(
-        json.dumps({"run": "tiny", "wall_s": {"trees": 1.5}, "tokens": {"policy": 7}})
-    )
+    (run / "stats.json").write_text(json.dumps(stats))
 
 
 @pytest.fixture
@@ -205,3 +218,172 @@ def test_problem_page_shows_what_the_polish_changed(site):
     # The raw journey's words are deleted, the polisher's (escaped) words inserted.
     assert "<del>Try</del><ins>Polished</ins>" in text
     assert "&lt;script&gt;alert(4)&lt;/script&gt;</ins>" in text and "<script>alert(4)" not in text
+
+
+# A run as stats.json describes it since the yield report: policy.max_depth 2, a critic that calls
+# steps correct whose answers are wrong, a leaf cut at max depth and one that gave no answer.
+EVIL_REFERENCE = "\\frac{1}{2} </script><b>ref</b>"
+
+
+def _judged_nodes(pid: str, problem: str) -> list[Node]:
+    judged = {"verdict": "correct", "scorer": "critic", "score": 0.9}
+    return [
+        Node(pid, 0, -1, 0, problem, tree_value=0.25, reaches_correct=True),
+        Node(pid, 1, 0, 1, "Halve it.", tree_value=0.5, reaches_correct=True, **judged),
+        Node(pid, 2, 1, 2, "So \\boxed{<b>7</b>}", is_terminal=True, answer="<b>7</b>", answer_correct=False,
+             answer_checker="math-verify", tree_value=0.0, reaches_correct=False, **judged),
+        Node(pid, 3, 1, 2, "So \\boxed{1/2}", is_terminal=True, answer="1/2", answer_correct=True,
+             answer_checker="math-verify", tree_value=1.0, reaches_correct=True, **judged),
+        Node(pid, 4, 0, 1, "Hmm, consider", verdict="unknown", tree_value=0.0, reaches_correct=False),
+        Node(pid, 5, 4, 2, "and then we", is_terminal=True, verdict="incorrect", scorer="critic",
+             tree_value=0.0, reaches_correct=False, tokens=50),
+        Node(pid, 6, 0, 1, "I am done.", is_terminal=True, verdict="incorrect", scorer="critic",
+             tree_value=0.0, reaches_correct=False, kept=False, prune_reason="judged incorrect"),
+    ]  # fmt: skip
+
+
+NEW_STATS = {
+    "run": "judged",
+    "nodes_generated": 6,
+    "nodes_kept": 5,
+    "nodes_pruned": 1,
+    "wall_s": {"problems": 0.213, "trees": 141.378, "thoughts": 0.6, "polish": 146.05, "export": 0.2},
+    "tokens": {"policy": 40},
+    "yield_report": {
+        "problems": 16,
+        "problems_with_journey": 3,
+        "share": 0.19,
+        "low": True,
+        "message": "3 of 16 problems gave a journey (19%).",
+        "causes": [
+            {"cause": "leaves cut at max depth without a final answer", "count": 226, "of": 298,
+             "unit": "terminal nodes", "setting": "policy.max_depth", "advice": "raise policy.max_depth (now 4)"},
+            {"cause": "trees killed by pruning at depth 1", "count": 5, "of": 16, "unit": "trees",
+             "setting": "pruning.keep", "advice": "raise pruning.keep <or> policy.width"},
+        ],
+    },
+    "tree_value_agreement": {"steps": 40, "agree": 30, "disagree": 10, "share_disagree": 0.25,
+                             "scorer_correct_tree_dead": 8, "scorer_incorrect_tree_alive": 2},
+    "stages": {"polish": {"passed_by_attempt": {"2": 3, "1": 5, "10": 1}}},
+}  # fmt: skip
+
+
+def _write_judged_run(run):
+    _write_run(run, [("half", "What is half of 1?")], set(), 1, reference=EVIL_REFERENCE,
+               nodes=_judged_nodes, stats=NEW_STATS)  # fmt: skip
+    (run / "config.yaml").write_text("run: judged\npolicy:\n  max_depth: 2\n  max_step_tokens: 50\n")
+
+
+@pytest.fixture
+def judged(tmp_path):
+    _write_judged_run(tmp_path / "run")
+    run_report(tmp_path / "run", tmp_path / "report")
+    index = (tmp_path / "report" / "index.html").read_text()
+    return index, (tmp_path / "report" / "problems" / safe_name("half")).read_text()
+
+
+def _node(html: str, node_id: int) -> str:
+    """A node's element, up to where its children begin."""
+    return re.search(rf'data-node-id="{node_id}".*?</span>(?:</summary>|</li>)', html, flags=re.S).group(0)
+
+
+def _marks(html: str, node_id: int) -> dict[str, str]:
+    """{"verdict": text, "check": text} of a node's marks, as a reader sees them."""
+    found = re.findall(r'<span class="mark (\w+)[^"]*"[^>]*>(.*?)</span>', _node(html, node_id))
+    return {kind: text for kind, text in found}
+
+
+def test_verdict_and_answer_check_are_two_marks(judged):
+    _, page = judged
+    # Node 2: the critic judged the step correct, math-verify found its answer wrong.
+    marks = _marks(page, 2)
+    assert marks["verdict"] == "critic: correct"
+    assert marks["check"] == "answer &lt;b&gt;7&lt;/b&gt; \u2717 wrong \u00b7 math-verify"
+    assert 'data-verdict="correct"' in _node(page, 2) and 'data-check="wrong"' in _node(page, 2)
+    assert _marks(page, 3)["check"] == "answer 1/2 \u2713 verified \u00b7 math-verify"
+    assert "check" not in _marks(page, 1) and _marks(page, 0) == {}  # inner nodes and the root
+    assert _marks(page, 4)["verdict"] == "not judged"  # no scorer saw it
+    legend = re.search(r'<p class="legend muted">(.*?)</p>', page).group(1)
+    assert "the pruning scorer's verdict on the step" in legend and "checked against the reference" in legend
+
+
+def test_leaves_without_an_answer_say_why(judged):
+    _, page = judged
+    assert _marks(page, 5)["check"] == "cut at max depth"  # depth 2 = policy.max_depth
+    assert _marks(page, 6)["check"] == "no final answer"  # ended its turn at depth 1
+    assert _marks(page, 5)["limit"] == "cut at the step token limit"  # 50 tokens = max_step_tokens
+
+
+def test_node_details_carry_tree_values_and_the_checker(judged):
+    _, page = judged
+    data = json.loads(re.search(r'id="node-data">(.*?)</script>', page).group(1))
+    assert data["1"]["tree_value"] == 0.5 and data["1"]["reaches_correct"] is True
+    assert data["2"]["answer_checker"] == "math-verify" and data["2"]["reaches_correct"] is False
+    assert data["5"]["check"] == "cut at max depth"
+    assert "<b>" not in re.search(r'id="node-data">(.*?)</script>', page).group(1)
+
+
+def test_problem_table_shows_the_reference_answer(judged):
+    index, page = judged
+    data = json.loads(re.search(r'id="index-data">(.*?)</script>', index).group(1))
+    row = dict(zip(data["columns"], data["rows"][0]))
+    assert row["answer"] == EVIL_REFERENCE
+    assert "reference answer" in index and "</script><b>ref" not in index
+    assert "reference answer <code>\\frac{1}{2} &lt;/script&gt;&lt;b&gt;ref&lt;/b&gt;</code>" in page
+
+
+def _cards(index: str) -> dict[str, str]:
+    return {k: v for v, k in re.findall(r'<div class="card"><b>(.*?)</b>(.*?)</div>', index)}
+
+
+def test_node_counts_and_wall_times_are_stats_json_s(judged):
+    index, page = judged
+    cards = _cards(index)
+    assert cards["generated nodes (root excluded)"] == str(NEW_STATS["nodes_generated"]) == "6"
+    assert cards["kept / pruned nodes"] == "5 / 1"
+    wall = NEW_STATS["wall_s"]
+    assert cards["wall time, stages summed (each over its shards)"] == f"{sum(wall.values()):.1f} s"
+    times = re.search(r'<p id="stage-times"[^>]*>(.*?)</p>', index).group(1)
+    assert all(f"{stage} {s:g} s" in times for stage, s in wall.items()), times
+    data = json.loads(re.search(r'id="index-data">(.*?)</script>', index).group(1))
+    assert dict(zip(data["columns"], data["rows"][0]))["nodes"] == 6  # the problem table counts alike
+    assert "6 generated nodes (root excluded)" in page
+
+
+def test_yield_box_gives_causes_and_the_settings_to_change(judged):
+    index, _ = judged
+    box = re.search(r'<section id="yield" class="low">(.*?)</section>', index).group(1)
+    assert "low yield: </span>3 of 16 problems gave a journey (19%)." in box
+    rows = re.findall(r"<tr>(.*?)</tr>", box)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows[1:]]
+    assert cells[0] == ["leaves cut at max depth without a final answer", "226 of 298 terminal nodes",
+                        "policy.max_depth", "raise policy.max_depth (now 4)"]  # fmt: skip
+    assert cells[1][2] == "pruning.keep" and cells[1][3] == "raise pruning.keep &lt;or&gt; policy.width"
+    assert index.index('id="yield"') < index.index('id="summary"')  # the first thing on the page
+
+
+def test_scorer_agreement_and_polish_passes_are_shown(judged):
+    index, _ = judged
+    agreement = re.search(r'<table id="agreement">(.*?)</table>', index).group(1)
+    assert "pruning scorer vs tree values" in index
+    assert '<td>scorer: correct, no verified leaf below</td><td class="num">8</td>' in agreement
+    assert "<td>share disagreeing</td><td>25.0%</td>" in agreement
+    passes = re.findall(r"<td>attempt (\d+)</td><td class=\"num\">(\d+)</td>", index)
+    assert passes == [("1", "5"), ("2", "3"), ("10", "1")]
+
+
+def test_old_stats_json_shows_no_yield_box(site):
+    out, _ = site
+    index = (out / "index.html").read_text()
+    assert 'id="yield"' not in index and 'id="agreement"' not in index and "polish passes" not in index
+    # Without stats.json's node counts the report counts the tables the same way: root excluded.
+    assert _cards(index)["generated nodes (root excluded)"] == "12"  # 3 trees of 4 generated nodes
+
+
+def test_without_config_yaml_the_deepest_level_is_taken_as_max_depth(tmp_path):
+    _write_judged_run(tmp_path / "run")
+    (tmp_path / "run" / "config.yaml").unlink()
+    run_report(tmp_path / "run", tmp_path / "report")
+    page = (tmp_path / "report" / "problems" / safe_name("half")).read_text()
+    assert _marks(page, 5) == {"verdict": "critic: incorrect", "check": "cut at max depth"}
+    assert _marks(page, 6)["check"] == "no final answer"

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from pipeline.report import run_report
-from tests.test_report import EVIL, EVIL_ID, _write_run
+from tests.test_report import EVIL, EVIL_ID, _write_judged_run, _write_run
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
@@ -29,6 +29,14 @@ from selenium.webdriver.common.by import By  # noqa: E402
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     _write_run(tmp / "run", [(EVIL_ID, EVIL), ("plain", "What is 1 + 1?")])
+    run_report(tmp / "run", tmp / "report")
+    return tmp / "report"
+
+
+@pytest.fixture(scope="module")
+def judged_site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("judged")
+    _write_judged_run(tmp / "run")
     run_report(tmp / "run", tmp / "report")
     return tmp / "report"
 
@@ -99,3 +107,19 @@ def test_script_in_a_problem_renders_as_text(site, browser):
         browser.switch_to.alert  # noqa: B018 - an executed alert() would be waiting here
     browser.get((site / "index.html").as_uri())
     assert "<script>alert(1)</script>" in browser.find_element(By.ID, "rows").text
+
+
+def test_verdict_and_answer_check_show_as_two_marks(judged_site, browser):
+    browser.get(problem_page(judged_site, "half").as_uri())
+    node = browser.find_element(By.CSS_SELECTOR, '[data-node-id="2"]')
+    verdict = node.find_element(By.CSS_SELECTOR, ".mark.verdict")
+    check = node.find_element(By.CSS_SELECTOR, ".mark.check")
+    assert verdict.is_displayed() and verdict.text == "critic: correct"
+    assert check.is_displayed() and check.text == "answer <b>7</b> \u2717 wrong \u00b7 math-verify"
+    assert verdict.value_of_css_property("color") != check.value_of_css_property("color")
+    cut = browser.find_element(By.CSS_SELECTOR, '[data-node-id="5"] .mark.check')
+    assert cut.text == "cut at max depth"
+    node.click()
+    panel = browser.find_element(By.ID, "panel-body").text
+    assert "answer <b>7</b> \u2717 wrong \u00b7 math-verify" in panel and "tree value\n0.00" in panel
+    assert console_errors(browser) == []

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from pipeline.report.diagnostics import diagnostics_html, yield_section
 from pipeline.report.html import safe_name
 from pipeline.report.index_page import index_page, index_row
-from pipeline.report.summary import leaf_outcomes, summarize, summary_html
+from pipeline.report.marks import Limits
+from pipeline.report.summary import generated_nodes, leaf_outcomes, summarize, summary_html
 from pipeline.report.tree_page import problem_page
 from pipeline.tables import (
     NODE_SCHEMA,
@@ -25,9 +30,32 @@ def _rows(paths: list[Path], schema) -> list[dict]:
     return [r for p in paths for r in read_table(p, schema).to_pylist()]
 
 
-def load_run(run_dir: Path) -> tuple[list[dict], dict[str, Tree], list[dict], dict]:
-    """(problems, trees by problem id, thoughts, stats) of a run; the polished thoughts where the
-    polish stage ran, else the derived ones; missing stages give empty lists."""
+@dataclass
+class Run:
+    """What the report reads of a run directory."""
+
+    problems: list[dict]
+    trees: dict[str, Tree]
+    thoughts: list[dict]
+    stats: dict
+    limits: Limits
+
+
+def _limits(run_dir: Path, trees: dict[str, Tree]) -> Limits:
+    """The policy limits from the run's merged config.yaml. A run without one (a report built by hand
+    on copied tables) takes the deepest node as the max depth: a path that stops there without an
+    answer was most likely cut."""
+    config_file = run_dir / "config.yaml"
+    if config_file.is_file():
+        policy = (yaml.safe_load(config_file.read_text()) or {}).get("policy") or {}
+        return Limits(policy.get("max_depth"), policy.get("max_step_tokens"))
+    depths = [n.depth for t in trees.values() for n in t]
+    return Limits(max(depths, default=None))
+
+
+def load_run(run_dir: Path) -> Run:
+    """A run's problems, trees by problem id, thoughts, stats and policy limits; the polished thoughts
+    where the polish stage ran, else the derived ones; missing stages give empty lists."""
     problems = _rows(sorted(run_dir.glob("problems/shard-*.parquet")), PROBLEM_SCHEMA)
     references = {p["problem_id"]: p["answer"] for p in problems}
     trees: dict[str, Tree] = {}
@@ -41,14 +69,15 @@ def load_run(run_dir: Path) -> tuple[list[dict], dict[str, Tree], list[dict], di
         thoughts = _rows(sorted(run_dir.glob("thoughts/shard-*.parquet")), THOUGHT_SCHEMA)
     stats_file = run_dir / "stats.json"
     stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
-    return problems, trees, thoughts, stats
+    return Run(problems, trees, thoughts, stats, _limits(run_dir, trees))
 
 
 def run_report(run_dir: str | Path, out_dir: str | Path) -> dict:
     """Write out_dir/index.html and out_dir/problems/<slug>-<hash>.html; return small stats."""
     start = time.perf_counter()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    problems, trees, thoughts, stats = load_run(run_dir)
+    run = load_run(run_dir)
+    problems, trees, thoughts = run.problems, run.trees, run.thoughts
     by_problem: dict[str, list[dict]] = {}
     for t in thoughts:
         by_problem.setdefault(t["problem_id"], []).append(t)
@@ -61,17 +90,24 @@ def run_report(run_dir: str | Path, out_dir: str | Path) -> dict:
     for pid in ids:
         problem, tree, own = problem_rows.get(pid), trees.get(pid), by_problem.get(pid, [])
         name = safe_name(pid)
-        write_text(pages_dir / name, problem_page(pid, problem, tree, own))
+        write_text(pages_dir / name, problem_page(pid, problem, tree, own, run.limits))
         tree_stats = {}
         if tree is not None:
             correct, wrong = leaf_outcomes(tree)
             pruned = sum(1 for n in tree if not n.kept)
-            tree_stats = {"nodes": len(tree), "pruned": pruned, "correct": correct, "incorrect": wrong}
+            tree_stats = {
+                "nodes": generated_nodes(tree),
+                "pruned": pruned,
+                "correct": correct,
+                "incorrect": wrong,
+            }
         text = problem["problem"] if problem else (tree.problem if tree else "")
-        index_rows.append(index_row(pid, name, text, tree_stats, own))
-    summary = summarize(problems, trees, thoughts, stats)
+        reference = problem["answer"] if problem else (tree.reference if tree else "")
+        index_rows.append(index_row(pid, name, text, reference, tree_stats, own))
+    summary = summarize(problems, trees, thoughts, run.stats)
     title = f"Journey report: {summary['run'] or run_dir.name}"
-    index = index_page(title, summary_html(summary), index_rows)
+    top = yield_section(run.stats) + summary_html(summary) + diagnostics_html(run.stats)
+    index = index_page(title, top, index_rows)
     write_text(out_dir / "index.html", index)
     return {
         "problem_pages": len(ids),

@@ -3,17 +3,20 @@ JSON index (one short row per problem; everything else lives in the per-problem 
 
 from __future__ import annotations
 
+from pipeline.report.diagnostics import CSS as DIAGNOSTICS_CSS
 from pipeline.report.html import clip, esc, page
 from pipeline.report.keywords import KEYWORDS, keyword_counts
 
 SNIPPET_CHARS = 100
-COLUMNS = ["id", "file", "problem", "nodes", "pruned", "correct", "incorrect", "journeys", "backtracks", "kw"]
+ANSWER_CHARS = 40
+COLUMNS = ["id", "file", "problem", "answer", "nodes", "pruned", "correct", "incorrect", "journeys"]
+COLUMNS += ["backtracks", "kw"]
 
 CSS = """
 #filters{display:flex;flex-wrap:wrap;gap:.8em;align-items:center;margin:.5em 0;padding:.5em;background:#f6f8fa;
  border-radius:6px}
 #filters input[type=number]{width:5em}#problems th{cursor:pointer;user-select:none}
-#problems td.problem{max-width:40em}
+#problems td.problem{max-width:40em}#problems td.answer{font-family:ui-monospace,monospace}
 """
 
 SCRIPT = r"""
@@ -46,7 +49,7 @@ SCRIPT = r"""
       var tr=document.createElement('tr'); tr.dataset.problemId=r.id;
       var a=document.createElement('a'); a.href='problems/'+encodeURIComponent(r.file); a.textContent=r.id;
       var t=document.createElement('td'); t.appendChild(a); tr.appendChild(t);
-      tr.appendChild(td(r.problem,'problem'));
+      tr.appendChild(td(r.problem,'problem')); tr.appendChild(td(r.answer,'answer'));
       ['nodes','pruned','correct','incorrect','journeys','backtracks'].forEach(function(k){tr.appendChild(td(r[k],'num'));});
       tr.appendChild(td(KW.map(function(k,i){return r.kw[i]?k+' '+r.kw[i]:'';}).filter(Boolean).join(', ')));
       body.appendChild(tr);
@@ -70,8 +73,10 @@ SCRIPT = r"""
 """
 
 
-def index_row(problem_id: str, file_name: str, problem: str, tree_stats: dict, thoughts: list[dict]) -> list:
-    """One compact row per problem, in COLUMNS order."""
+def index_row(
+    problem_id: str, file_name: str, problem: str, reference: str, tree_stats: dict, thoughts: list[dict]
+) -> list:
+    """One compact row per problem, in COLUMNS order; tree_stats["nodes"] counts generated nodes."""
     journeys = [t for t in thoughts if t["kind"] == "journey"]
     kw = [0] * len(KEYWORDS)
     for t in journeys:
@@ -81,6 +86,7 @@ def index_row(problem_id: str, file_name: str, problem: str, tree_stats: dict, t
         problem_id,
         file_name,
         clip(problem, SNIPPET_CHARS),
+        clip(reference, ANSWER_CHARS),
         tree_stats.get("nodes", 0),
         tree_stats.get("pruned", 0),
         tree_stats.get("correct", 0),
@@ -91,12 +97,14 @@ def index_row(problem_id: str, file_name: str, problem: str, tree_stats: dict, t
     ]
 
 
-def index_page(title: str, summary: str, rows: list[list]) -> str:
+def index_page(title: str, top: str, rows: list[list]) -> str:
+    """The page: `top` (yield, summary, diagnostics, as HTML) above the problem table built from rows."""
     kw_options = "".join(f'<option value="{esc(k)}">{esc(k)}</option>' for k in KEYWORDS)
     headers = [
         ("id", "problem id"),
         ("problem", "problem"),
-        ("nodes", "nodes"),
+        ("answer", "reference answer"),
+        ("nodes", "generated nodes (root excluded)"),
         ("pruned", "pruned"),
         ("correct", "correct leaves"),
         ("incorrect", "incorrect leaves"),
@@ -106,12 +114,12 @@ def index_page(title: str, summary: str, rows: list[list]) -> str:
     ]
     head = "".join(f'<th data-k="{k}">{esc(label)}</th>' for k, label in headers)
     body = (
-        f"<h1>{esc(title)}</h1>{summary}<h2>Problems</h2>"
+        f"<h1>{esc(title)}</h1>{top}<h2>Problems</h2>"
         '<div id="filters"><input id="q" type="search" placeholder="search id or problem text">'
         '<label>journey <select id="journey"><option value="all">all</option>'
         '<option value="yes">with a journey</option><option value="no">without a journey</option></select></label>'
         f'<label>keyword <select id="kw"><option value="">any</option>{kw_options}</select></label>'
-        '<label>nodes \u2265 <input id="min" type="number" min="0"></label>'
+        '<label>generated nodes \u2265 <input id="min" type="number" min="0"></label>'
         '<label>\u2264 <input id="max" type="number" min="0"></label>'
         '<button id="prev" type="button">\u25c0</button><span id="pageno"></span>'
         '<button id="next" type="button">\u25b6</button><span id="count" class="muted"></span></div>'
@@ -119,4 +127,4 @@ def index_page(title: str, summary: str, rows: list[list]) -> str:
         "<noscript><p>The problem table needs JavaScript; the pages are in problems/.</p></noscript>"
     )
     data = {"columns": COLUMNS, "keywords": list(KEYWORDS), "rows": rows}
-    return page(title, body, css=CSS, script=SCRIPT, data={"index-data": data})
+    return page(title, body, css=CSS + DIAGNOSTICS_CSS, script=SCRIPT, data={"index-data": data})

@@ -1,4 +1,5 @@
-"""Run summary: numbers computed from the run's tables plus stats.json, and their HTML with charts."""
+"""Run summary: stats.json's figures where it has them (node counts, wall times, tokens, verdicts), the
+rest counted from the run's tables, and their HTML with charts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,24 @@ import statistics
 from pipeline.report.charts import bar_chart, histogram
 from pipeline.report.html import esc
 from pipeline.report.keywords import KEYWORDS, profile
-from trees.model import Tree
+from trees.model import ROOT_ID, Tree
+
+NODE_COUNTS = ("generated", "kept", "pruned")
+
+
+def generated_nodes(tree: Tree) -> int:
+    """Nodes the policy generated: the root holds the problem, so it is not one (as in stats.json)."""
+    return len(tree) - 1
+
+
+def node_counts(trees: dict[str, Tree], stats: dict) -> dict:
+    """Generated (root excluded), kept and pruned nodes: stats.json's figures; counted the same way
+    from the trees for a run that has no stats.json yet."""
+    if stats.get("nodes_generated") is not None:
+        return {k: stats.get(f"nodes_{k}") for k in NODE_COUNTS}
+    generated = [n for t in trees.values() for n in t if n.node_id != ROOT_ID]
+    kept = sum(n.kept for n in generated)
+    return {"generated": len(generated), "kept": kept, "pruned": len(generated) - kept}
 
 
 def leaf_outcomes(tree: Tree) -> tuple[int, int]:
@@ -20,7 +38,7 @@ def leaf_outcomes(tree: Tree) -> tuple[int, int]:
 def summarize(problems: list[dict], trees: dict[str, Tree], thoughts: list[dict], stats: dict) -> dict:
     journeys = [t for t in thoughts if t["kind"] == "journey"]
     with_journey = {t["problem_id"] for t in journeys}
-    sizes = [len(t) for t in trees.values()]
+    sizes = [generated_nodes(t) for t in trees.values()]
     outcomes = [leaf_outcomes(t) for t in trees.values()]
     statuses: dict[str, int] = {}
     for t in journeys:
@@ -38,7 +56,7 @@ def summarize(problems: list[dict], trees: dict[str, Tree], thoughts: list[dict]
         "problems_with_journey": len(with_journey),
         "journey_yield": round(len(with_journey) / n_problems, 4) if n_problems else None,
         "journeys": len(journeys),
-        "nodes": sum(sizes),
+        "nodes": node_counts(trees, stats),
         "tree_size": {
             "min": min(sizes, default=None),
             "median": statistics.median(sizes) if sizes else None,
@@ -71,19 +89,21 @@ def _pct(x) -> str:
 
 
 def summary_html(s: dict) -> str:
-    size = s["tree_size"]
+    size, nodes = s["tree_size"], s["nodes"]
     cards = [
         ("problems", f"{s['problems']:,}"),
         ("with a journey", f"{s['problems_with_journey']:,} ({_pct(s['journey_yield'])})"),
         ("journeys", f"{s['journeys']:,}"),
-        ("tree nodes", f"{s['nodes']:,}"),
-        ("tree size min / median / max", f"{size['min']} / {size['median']} / {size['max']}"),
+        ("generated nodes (root excluded)", f"{nodes['generated']:,}"),
+        ("kept / pruned nodes", f"{nodes['kept']:,} / {nodes['pruned']:,}"),
+        ("generated nodes per tree, min / median / max", f"{size['min']} / {size['median']} / {size['max']}"),
         ("correct / incorrect leaves", f"{s['correct_leaves']:,} / {s['incorrect_leaves']:,}"),
         ("tokens", f"{sum(v or 0 for v in s['tokens'].values()):,}"),
-        ("wall time", f"{sum(s['wall_s'].values()):.1f} s"),
+        ("wall time, stages summed (each over its shards)", f"{sum(s['wall_s'].values()):.1f} s"),
         ("polish guard pass rate", _pct(s["polish_guard_pass_rate"])),
     ]
     card_html = "".join(f'<div class="card"><b>{esc(v)}</b>{esc(k)}</div>' for k, v in cards)
+    stage_times = " \u00b7 ".join(f"{esc(k)} {v:g} s" for k, v in s["wall_s"].items())
     kw = s["keywords"]
     kw_rows = "".join(
         f"<tr><th>{esc(name)}</th><td class='num'>{p['words']:,}</td>"
@@ -102,9 +122,9 @@ def summary_html(s: dict) -> str:
         + "<p class='muted'>per 1000 words (raw count in brackets)</p>"
     )
     charts = [
-        bar_chart("time per stage", list(s["wall_s"].items()), unit=" s"),
+        bar_chart("wall time per stage (shards summed)", list(s["wall_s"].items()), unit=" s"),
         bar_chart("tokens", list(s["tokens"].items())),
-        bar_chart("tree size (nodes)", s["tree_size"]["histogram"]),
+        bar_chart("generated nodes per tree (root excluded)", s["tree_size"]["histogram"]),
         bar_chart("verdicts", list(s["verdicts"].items())),
         bar_chart("prune reasons", list(s["prune_reasons"].items())),
         bar_chart("backtracks per journey", s["backtracks"]),
@@ -117,6 +137,7 @@ def summary_html(s: dict) -> str:
     ]
     return (
         f'<section id="summary"><div class="cards">{card_html}</div>'
+        f'<p id="stage-times" class="muted">wall time per stage, each summed over its shards: {stage_times or DASH}</p>'
         f"<h2>Keyword profile</h2>{kw_table}"
         f'<h2>Charts</h2><div class="charts">{"".join(charts)}</div></section>'
     )

@@ -5,8 +5,11 @@ DOM contract (used by browser tests):
 - every tree node is one element `.node` with `data-node-id="<id>"`;
 - a node on the selected journey's walk has `data-walk="i,j"`: the positions at which the walk visits it;
 - a node on the shortcut (root to correct leaf) has class `shortcut`;
-- `.v-correct` / `.v-incorrect` / `.v-unknown` give the verdict, `.pruned` a pruned node (dimmed, with
-  its reason in `.prune`);
+- `.v-correct` / `.v-incorrect` / `.v-unknown` on a node give the scorer's verdict, `.pruned` a pruned
+  node (dimmed, with its reason in `.prune`);
+- two separate marks inside a node: `.mark.verdict[data-verdict]` (the scorer's verdict, not on the
+  root) and, on a terminal node, `.mark.check[data-check]` (correct / wrong / unchecked, or none with
+  "cut at max depth" / "no final answer" as its text);
 - clicking a node (or Enter on it) fills `#panel` (its `data-for` is the node id) and shows the single
   `.rationale` element there, holding the node's rationale as text.
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 from pipeline.report.diff import word_diff
 from pipeline.report.html import clip, esc, page
 from pipeline.report.keywords import keyword_counts
+from pipeline.report.marks import CSS as MARKS_CSS
+from pipeline.report.marks import LEGEND, Limits, check_text, node_marks
 from trees.model import ROOT_ID, VERDICTS, Tree
 
 CSS = """
@@ -25,14 +30,11 @@ CSS = """
 .node{display:inline-block;border:1px solid #bbb;border-radius:4px;padding:1px 6px;cursor:pointer;max-width:90%;
  vertical-align:top;background:#fff}
 .node:focus{outline:2px solid #0550ae}.node.sel{box-shadow:0 0 0 3px #f0b400}
-.v-correct{border-left:6px solid #2da44e}.v-incorrect{border-left:6px solid #cf222e}
-.v-unknown{border-left:6px solid #8c959f}
 .pruned{opacity:.45}.pruned .step{text-decoration:line-through}.prune{color:#9a6700;font-style:italic}
 .node.shortcut{border-width:2px;border-color:#1a7f37;font-weight:600}
 .node[data-walk]{background:#ddf4ff}
 .node[data-walk]::before{content:"\\21bb " attr(data-walk) " ";color:#0550ae;font-size:.85em}
 .node.cur{background:#ffd33d}
-.ans-ok{color:#1a7f37}.ans-bad{color:#cf222e}
 #layout{display:flex;gap:1em;align-items:flex-start}#treebox{flex:1;min-width:0;overflow:auto}
 #panel{position:sticky;top:.5em;width:34%;max-height:95vh;overflow:auto;border:1px solid #ddd;border-radius:6px;
  padding:.5em .8em;background:#fafbfc}
@@ -58,9 +60,11 @@ SCRIPT = r"""
     var dl = el('dl');
     function row(k, v){ if(v===null||v===undefined||v==='') return; dl.appendChild(el('dt',k)); dl.appendChild(el('dd',v)); }
     row('node', '#'+id+' (depth '+n.depth+')');
-    row('verdict', n.verdict); row('score', n.score); row('scorer', n.scorer);
+    row('scorer verdict', n.verdict+(n.scorer?' ('+n.scorer+')':'')); row('score', n.score);
     row('kept', n.kept ? 'yes' : 'no, pruned: '+n.prune_reason);
-    if(n.is_terminal) row('answer', (n.answer===null?'(none)':n.answer)+'  '+(n.answer_correct===true?'correct':n.answer_correct===false?'wrong':'unchecked'));
+    if(n.is_terminal) row('answer check', n.check);
+    row('tree value', n.tree_value===null ? 'none (no terminal node below)' : n.tree_value.toFixed(2)+' (share of the terminal nodes at or below that are verified correct)');
+    row('reaches a correct leaf', n.reaches_correct===null ? 'unknown (no terminal node below)' : n.reaches_correct ? 'yes' : 'no');
     row('tokens', n.tokens); row('model', n.model);
     body.appendChild(dl);
     var r = document.getElementById('rationale'); r.hidden=false;
@@ -116,7 +120,9 @@ def _positions(visits: list[int]) -> dict[int, list[int]]:
     return out
 
 
-def _node_html(tree: Tree, node_id: int, walk: dict[int, list[int]], shortcut: set[int]) -> str:
+def _node_html(
+    tree: Tree, node_id: int, walk: dict[int, list[int]], shortcut: set[int], limits: Limits
+) -> str:
     n = tree.nodes[node_id]
     verdict = n.verdict if n.verdict in VERDICTS else "unknown"
     classes = ["node", f"v-{verdict}"]
@@ -130,15 +136,13 @@ def _node_html(tree: Tree, node_id: int, walk: dict[int, list[int]], shortcut: s
     parts = [f"<b>#{node_id}</b> <span class='step'>{esc(clip(n.step, 180))}</span>"]
     if n.score is not None:
         parts.append(f" <span class='muted'>{n.score:.2f}</span>")
-    if n.is_terminal:
-        ok = {True: ("ans-ok", "\u2713"), False: ("ans-bad", "\u2717")}.get(n.answer_correct, ("muted", "?"))
-        parts.append(f" <span class='{ok[0]}'>[{esc(clip(n.answer, 40) or 'no answer')} {ok[1]}]</span>")
+    parts.append(node_marks(n, limits))
     if not n.kept:
         parts.append(f" <span class='prune'>pruned: {esc(n.prune_reason)}</span>")
     return f"<span {attrs}>{''.join(parts)}</span>"
 
 
-def tree_html(tree: Tree, visits: list[int], shortcut: list[int]) -> str:
+def tree_html(tree: Tree, visits: list[int], shortcut: list[int], limits: Limits) -> str:
     """Nested lists; inner nodes are <details open> so subtrees collapse. Iterative: no recursion limit."""
     walk, on_path = _positions(visits), set(shortcut)
     out: list[str] = []
@@ -148,7 +152,7 @@ def tree_html(tree: Tree, visits: list[int], shortcut: list[int]) -> str:
         if closing:
             out.append("</ul></details></li>")
             continue
-        node = _node_html(tree, node_id, walk, on_path)
+        node = _node_html(tree, node_id, walk, on_path, limits)
         children = tree.children[node_id]
         if not children:
             out.append(f'<li class="leaf">{node}</li>')
@@ -159,10 +163,13 @@ def tree_html(tree: Tree, visits: list[int], shortcut: list[int]) -> str:
     return f'<div class="tree" id="tree"><ul>{"".join(out)}</ul></div>'
 
 
-def _node_data(tree: Tree) -> dict[str, dict]:
+def _node_data(tree: Tree, limits: Limits) -> dict[str, dict]:
     keys = ("depth", "step", "verdict", "score", "scorer", "rationale", "kept", "prune_reason")
-    keys += ("is_terminal", "answer", "answer_correct", "tokens", "model", "annotations")
-    return {str(n.node_id): {k: getattr(n, k) for k in keys} for n in tree}
+    keys += ("is_terminal", "answer", "answer_correct", "answer_checker", "tokens", "model", "annotations")
+    keys += ("tree_value", "reaches_correct")
+    return {
+        str(n.node_id): {**{k: getattr(n, k) for k in keys}, "check": check_text(n, limits)} for n in tree
+    }
 
 
 def _thought_html(t: dict) -> str:
@@ -193,7 +200,9 @@ def _thought_html(t: dict) -> str:
     )
 
 
-def problem_page(problem_id: str, problem: dict | None, tree: Tree | None, thoughts: list[dict]) -> str:
+def problem_page(
+    problem_id: str, problem: dict | None, tree: Tree | None, thoughts: list[dict], limits: Limits
+) -> str:
     journeys = [t for t in thoughts if t["kind"] == "journey"]
     shortcuts = [t for t in thoughts if t["kind"] == "shortcut"]
     first = journeys[0] if journeys else None
@@ -217,16 +226,16 @@ def problem_page(problem_id: str, problem: dict | None, tree: Tree | None, thoug
         '<button id="walk-next" type="button">next \u25b6</button> <span id="walk-pos"></span> '
         '<button id="expand" type="button">expand all</button> '
         '<button id="collapse" type="button">collapse all</button></p>'
-        '<p class="legend muted"><span>green/red/grey bar: verdict correct/incorrect/unknown</span>'
-        "<span>bold green border: shortcut</span><span>blue, \u21bb i,j: visited by the journey at steps i,j</span>"
-        "<span>faded: pruned</span></p>"
+        f'<p class="legend muted">{LEGEND}</p>'
+        '<p class="legend muted"><span>bold green border: shortcut</span>'
+        "<span>blue, \u21bb i,j: visited by the journey at steps i,j</span><span>faded: pruned</span></p>"
     )
     if tree is None:
         tree_part = "<p class='muted'>no tree for this problem</p>"
         node_data: dict = {}
     else:
-        tree_part = tree_html(tree, visits, shortcut)
-        node_data = _node_data(tree)
+        tree_part = tree_html(tree, visits, shortcut, limits)
+        node_data = _node_data(tree, limits)
     panel = (
         '<aside id="panel"><p class="muted">Click a node for its scores and rationale.</p>'
         '<div id="panel-body"></div><h4>rationale</h4><div id="rationale" class="rationale" hidden></div>'
@@ -237,7 +246,7 @@ def problem_page(problem_id: str, problem: dict | None, tree: Tree | None, thoug
         f"<h1>Problem <code>{esc(problem_id)}</code></h1>"
         f'<div class="problem"><pre id="problem-text">{esc(text)}</pre></div>'
         f"<p>reference answer <code>{esc(reference)}</code>"
-        + (f"; {len(tree)} nodes" if tree is not None else "")
+        + (f"; {len(tree) - 1} generated nodes (root excluded)" if tree is not None else "")
         + "</p><h2>Tree</h2>"
         + controls
         + f'<div id="layout"><div id="treebox">{tree_part}</div>{panel}</div>'
@@ -247,7 +256,7 @@ def problem_page(problem_id: str, problem: dict | None, tree: Tree | None, thoug
     return page(
         f"{problem_id} \u2013 journey report",
         body,
-        css=CSS,
+        css=CSS + MARKS_CSS,
         script=SCRIPT,
         data={"node-data": node_data, "walk-data": walks},
     )
