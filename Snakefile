@@ -160,6 +160,7 @@ rule export:
 
 rule report:
     input:
+        cfg=CFG,
         stats=RUN / "stats.json",
         polished=shard_files("polished"),
         trees=shard_files("trees"),
@@ -174,3 +175,31 @@ rule report:
         ENV
     shell:
         "{params.py} report --run-dir {params.run_dir} --out-dir {params.run_dir}/report > {log} 2>&1"
+
+
+# Scorer evaluation: not part of `all`; run it with `snakemake --profile profiles/local eval`.
+rule eval_scorer:
+    input:
+        cfg=CFG,
+        source=[CONFIG.eval.source] if Path(CONFIG.eval.source).is_file() else [],
+    output:
+        summary=RUN / "eval/summary.json",
+        judgements=RUN / "eval/judgements.parquet",
+        rejects=RUN / "eval/rejects.parquet",
+        page=RUN / "eval/index.html",
+    log:
+        RUN / "logs/eval_scorer.log",
+    resources:
+        llm=1,
+    params:
+        py=PY,
+        out_dir=RUN / "eval",
+    conda:
+        ENV
+    shell:
+        "{params.py} eval-scorer --config {input.cfg} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule eval:
+    input:
+        RUN / "eval/summary.json",

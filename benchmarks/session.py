@@ -54,15 +54,15 @@ class Recorder:
 
 
 class TimedChecker:
-    """Forwards check() and sums its time: answer checks run inside the build, so they are overhead."""
+    """Forwards verdicts() and sums its time: answer checks run inside the build, so they are overhead."""
 
     def __init__(self, inner: AnswerChecker):
         self.inner = inner
         self.seconds = 0.0
 
-    def check(self, pairs):
+    def verdicts(self, pairs):
         start = perf_counter()
-        out = self.inner.check(pairs)
+        out = self.inner.verdicts(pairs)
         self.seconds += perf_counter() - start
         return out
 

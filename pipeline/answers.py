@@ -1,56 +1,49 @@
-"""Final answers: extraction from a step, and checking against the reference with math-verify."""
+"""Final answers: the stages' entry point for extracting them (pipeline/answer_extract.py) and for
+checking them against the reference, in math-verify worker processes.
+
+A reference may list equivalent forms ("C(10, 5), or equivalently 252"); each is read by math-verify
+(math) or compared as words (text), and one that math-verify misreads decides nothing (see
+pipeline/answer_reading.py). What decided is the verdict's checker, stored per node as
+answer_checker: "math-verify", "text", "judge" (pipeline/answer_judge.py) or "undecided" (counts as
+not correct); "no answer" for a terminal node without a final answer.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-BOXED = "\\boxed{"
+from pipeline.answer_extract import extract_boxed, extract_final_answer
+from pipeline.answer_reading import KINDS, Reading, Verdict, decide, read_reference, reference_kind
+
+__all__ = [
+    "NO_ANSWER",
+    "AnswerChecker",
+    "Verdict",
+    "extract_boxed",
+    "extract_final_answer",
+    "read_references",
+    "reference_stats",
+]
+
+NO_ANSWER = "no answer"
+LISTED = 20  # problem ids listed per kind of untrusted reference in the stats
 
 
-def extract_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...}, nested braces included; None when there is none.
-
-    >>> extract_boxed("so 3 + 4 = 7, and the answer is \\\\boxed{\\\\frac{7}{1}}.")
-    '\\\\frac{7}{1}'
-    >>> extract_boxed("no answer yet") is None
-    True
-    """
-    start = text.rfind(BOXED)
-    if start < 0:
-        return None
-    depth, i = 1, start + len(BOXED)
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j].strip()
-    return None
-
-
-def _verify(pair: tuple[str, str], timeout_s: int) -> bool:
-    from math_verify import parse, verify
-
-    gold_text, answer = pair
-    # Wrapping both in \boxed{} makes math-verify read them as the final answers they are.
-    gold = parse(f"${BOXED}{gold_text}}}$", parsing_timeout=timeout_s)
-    pred = parse(f"${BOXED}{answer}}}$", parsing_timeout=timeout_s)
-    if not gold or not pred:
-        return False
-    return bool(verify(gold, pred, timeout_seconds=timeout_s))
-
-
-def _verify_batch(pairs: list[tuple[str, str]], timeout_s: int) -> list[bool]:
+def _decide_batch(pairs: list[tuple[str, str]], timeout_s: int) -> list[Verdict]:
     out = []
-    for pair in pairs:
+    for reference, answer in pairs:
         try:
-            out.append(_verify(pair, timeout_s))
-        except Exception:  # noqa: BLE001 - a reference or answer math-verify cannot read is not a match
-            out.append(False)
+            out.append(decide(reference, answer, timeout_s))
+        except Exception as exc:  # noqa: BLE001 - one pair math-verify chokes on decides nothing
+            out.append(Verdict(None, "undecided", f"the check failed: {type(exc).__name__}: {exc}"))
     return out
+
+
+def _read_batch(references: list[str], timeout_s: int) -> list[list[Reading]]:
+    return [read_reference(r, timeout_s) for r in references]
 
 
 class AnswerChecker:
@@ -67,17 +60,27 @@ class AnswerChecker:
         # Start the workers (and their math-verify import) now, overlapping the model load,
         # instead of inside the first tree level that checks an answer.
         for _ in range(workers):
-            self.pool.submit(_verify_batch, [], timeout_s)
+            self.pool.submit(_decide_batch, [("1", "1")], timeout_s)
+
+    def _map(self, fn, items: list) -> list:
+        if not items:
+            return []
+        size = max(1, -(-len(items) // self.workers))
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        futures = [self.pool.submit(fn, c, self.timeout_s) for c in chunks]
+        return [out for f in futures for out in f.result()]
+
+    def verdicts(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
+        """For each (reference, answer): correct, incorrect or undecided, and what decided."""
+        return self._map(_decide_batch, list(pairs))
 
     def check(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
-        """For each (reference, answer): does the answer verify against the reference (gold first)?"""
-        pairs = list(pairs)
-        if not pairs:
-            return []
-        size = max(1, -(-len(pairs) // self.workers))
-        chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-        futures = [self.pool.submit(_verify_batch, c, self.timeout_s) for c in chunks]
-        return [ok for f in futures for ok in f.result()]
+        """For each (reference, answer): does the answer match the reference? Undecided is no."""
+        return [v.correct is True for v in self.verdicts(pairs)]
+
+    def read(self, references: Sequence[str]) -> list[list[Reading]]:
+        """How each reference's forms read (math, text, suspicious, unreadable)."""
+        return self._map(_read_batch, list(references))
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -87,3 +90,30 @@ class AnswerChecker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_references(references: Sequence[str], timeout_s: int) -> list[list[Reading]]:
+    """read_reference for many references: in this process when it may use SIGALRM (its main
+    thread), else in a worker process."""
+    if threading.current_thread() is threading.main_thread():
+        return _read_batch(list(references), timeout_s)
+    with AnswerChecker(1, timeout_s) as checker:
+        return checker.read(references)
+
+
+def reference_stats(problem_ids: Sequence[str], references: Sequence[str], timeout_s: int) -> dict:
+    """How a problem set's references read: problems per kind (see answer_reading.reference_kind),
+    how many list equivalent forms, and the first ids of those the check cannot trust."""
+    unique = list(dict.fromkeys(references))  # datasets repeat short answers; each reads once
+    by_text = dict(zip(unique, read_references(unique, timeout_s)))
+    readings = [by_text[r] for r in references]
+    kinds = [reference_kind(r) for r in readings]
+    listed = {
+        k: [pid for pid, kind in zip(problem_ids, kinds) if kind == k] for k in ("unreadable", "suspicious")
+    }
+    return {
+        "kinds": {k: kinds.count(k) for k in KINDS},
+        "with_equivalent_forms": sum(len(r) > 1 for r in readings),
+        "unreadable_ids": listed["unreadable"][:LISTED],
+        "suspicious_ids": listed["suspicious"][:LISTED],
+    }

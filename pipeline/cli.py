@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", nargs="+", required=True, help="the trees shards, for the tree formats")
     p.add_argument("--problems", nargs="+", required=True, help="the problems shards, for reference answers")
     p.add_argument("--out-dir", required=True, help="the run's sft/ folder")
+    p = stage("eval-scorer", "measure the configured scorers against step-labelled solutions (eval:)")
+    p.add_argument("--out-dir", required=True, help="judgements.parquet, rejects, summary.json, index.html")
     stage("check-config", "validate a config and print it resolved")
     sub.add_parser("prepare-model", help="convert the embedded SmolLM2 GGUF to a Hugging Face folder")
     p = sub.add_parser(
@@ -120,6 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.stages.thoughts import run_thoughts
 
         stats = run_thoughts(cfg, args.trees, args.problems, args.out)
+    elif args.command == "eval-scorer":
+        from pipeline.stages.eval_scorer import run_eval_scorer
+
+        try:
+            stats = run_eval_scorer(cfg, args.out_dir)
+        except config_mod.ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     elif args.command == "polish":
         from pipeline.stages.polish import run_polish
 

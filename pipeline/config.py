@@ -88,12 +88,30 @@ class CriticConfig:
     temperature: float = 0.0
     max_tokens: int = 128
     repetition_penalty: float = 1.0
+    rationale_first: bool = False  # the JSON schema asks for the rationale before the verdict
+    samples: int = 1  # k judgements per step: verdict by majority, score = share judged correct
+
+
+@dataclass
+class AnswerJudgeConfig:
+    """An LLM that decides the answers math-verify cannot (pipeline/answer_judge.py)."""
+
+    engine: str
+    prompt: str = "prompts/answer_judge.yaml"
+    temperature: float = 0.0
+    max_tokens: int = 128
 
 
 @dataclass
 class AnswerCheckConfig:
     workers: int = 1
     timeout_s: int = 5
+    unboxed: bool = False  # also read a final answer stated without \boxed{} at the end of a solution
+    judge: AnswerJudgeConfig | None = None
+
+    def __post_init__(self):
+        if isinstance(self.judge, dict):
+            self.judge = _build(AnswerJudgeConfig, self.judge)
 
 
 @dataclass
@@ -113,9 +131,12 @@ class PolishConfig:
     engine: str
     prompt: str
     temperature: float = 0.3
-    max_tokens: int = 1024
+    max_tokens: int = 1024  # cap on each attempt's token budget
     repetition_penalty: float = 1.0
     min_step_similarity: float = 80.0
+    attempts: int = 3  # tries per journey; each retry is told which guard checks failed
+    budget_factor: float = 1.5  # an attempt's budget: ceil(factor * raw thought tokens) + margin
+    budget_margin: int = 64
 
 
 @dataclass
@@ -127,6 +148,33 @@ class ExportConfig:
     step_labels: str = "pruning"
     min_yield: float | None = None  # fail the run when fewer problems than this share get a journey
     push_to_hub: str | None = None  # a Hugging Face dataset repo id, or file:///folder for a local copy
+
+
+@dataclass
+class EvalVariant:
+    """A scorer evaluated under its own name, its config section overlaid by `overrides`."""
+
+    name: str
+    scorer: str
+    overrides: dict[str, Any]
+
+
+@dataclass
+class EvalConfig:
+    """Scorer evaluation on step-labelled solutions (pipeline/stages/eval_scorer.py)."""
+
+    source: str = "pipeline/data/step_labels_sample.jsonl"
+    layout: str = "processbench"  # processbench | prm800k | math-shepherd
+    fields: dict[str, str | None] = field(default_factory=dict)  # over the layout's own columns
+    split: str = "test"
+    subset: str | None = None
+    limit: int | None = None
+    step_tag: str = "ки"  # math-shepherd: the tag closing each step
+    scorers: list[str] = field(default_factory=lambda: ["critic"])
+    variants: list[EvalVariant] = field(default_factory=list)
+    group_by: list[str] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 10)])
+    batch_size: int = 512  # steps per engine call; the cache is committed after each
 
 
 @dataclass
@@ -146,6 +194,7 @@ class Config:
     thoughts: ThoughtsConfig
     polish: PolishConfig
     export: ExportConfig
+    eval: EvalConfig = field(default_factory=EvalConfig)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -197,16 +246,67 @@ def validate(raw: dict) -> None:
         if name not in raw["engines"]:
             known = ", ".join(sorted(raw["engines"]))
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
+    judge = raw.get("answer_check", {}).get("judge")
+    if judge and judge["engine"] not in raw["engines"]:
+        known = ", ".join(sorted(raw["engines"]))
+        raise ConfigError(
+            f"config field answer_check.judge.engine: no engine named {judge['engine']!r} (engines: {known})"
+        )
     step_labels = raw.get("export", {}).get("step_labels", "pruning")
     if step_labels not in ("pruning", "tree") and step_labels not in raw.get("annotate", []):
         raise ConfigError(
             f"config field export.step_labels: {step_labels!r} is not in annotate, so no step carries its verdict"
         )
+    _check_samples(raw.get("critic", {}), "critic")
+    _check_eval(raw, schema)
     scorers = [raw["pruning"]["scorer"], *raw.get("annotate", [])]
     if any(s.startswith("prm") for s in scorers) and raw["engines"][raw["prm"]["engine"]]["kind"] != "vllm":
         raise ConfigError(
             "config field prm.engine: a PRM reads token probabilities, which needs a kind: vllm engine"
         )
+
+
+def _check_samples(section: dict, where: str) -> None:
+    samples = section.get("samples", 1)
+    if samples > 1 and section.get("temperature", 0.0) == 0:
+        raise ConfigError(
+            f"config field {where}.samples: {samples} judgements need {where}.temperature > 0 "
+            "(greedy decoding gives the same judgement every time)"
+        )
+
+
+def _check_eval(raw: dict, schema: dict) -> None:
+    """Each eval variant is its scorer's section with the variant's fields over it: the result must
+    pass that section's schema, and names must not repeat."""
+    # Imported here: the registry's scorers import this module's config classes.
+    from pipeline.scorers import SCORER_SECTION
+
+    ev = raw.get("eval", {})
+    names = list(ev.get("scorers", ["critic"]))
+    for i, variant in enumerate(ev.get("variants", [])):
+        where = f"eval.variants.{i}"
+        if variant["name"] in names:
+            raise ConfigError(f"config field {where}.name: {variant['name']!r} is already evaluated")
+        names.append(variant["name"])
+        section = SCORER_SECTION[variant["scorer"]]
+        section_schema = schema["properties"][section]
+        overrides = _overrides(variant)
+        for name in overrides:
+            if name not in section_schema["properties"]:
+                known = ", ".join(section_schema["properties"])
+                raise ConfigError(f"config field {where}.{name}: not a field of {section} ({known})")
+        merged = {**raw.get(section, {}), **overrides}
+        validator = jsonschema.Draft202012Validator({**section_schema, "$defs": schema["$defs"]})
+        for err in sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path)):
+            field_path = ".".join(str(p) for p in err.absolute_path)
+            raise ConfigError(f"config field {where}.{field_path}: {err.message}")
+        if merged["engine"] not in raw["engines"]:
+            raise ConfigError(f"config field {where}.engine: no engine named {merged['engine']!r}")
+        _check_samples(merged, where)
+
+
+def _overrides(variant: dict) -> dict:
+    return {k: v for k, v in variant.items() if k not in ("name", "scorer")}
 
 
 def _build(cls, data: dict):
@@ -234,8 +334,14 @@ def from_dict(raw: dict) -> Config:
         thoughts=_build(ThoughtsConfig, raw.get("thoughts", {})),
         polish=_build(PolishConfig, raw["polish"]),
         export=_build(ExportConfig, raw.get("export", {})),
+        eval=_build_eval(raw.get("eval", {})),
         raw=raw,
     )
+
+
+def _build_eval(data: dict) -> EvalConfig:
+    variants = [EvalVariant(v["name"], v["scorer"], _overrides(v)) for v in data.get("variants", [])]
+    return _build(EvalConfig, {**data, "variants": variants})
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> Config:

@@ -36,7 +36,36 @@ def count_markers(text: str, markers: list[str]) -> int:
 
 @dataclass(frozen=True)
 class GuardResult:
-    failed: tuple[str, ...]  # names of failed checks, with details
+    """What the guard found in one rewrite: the fields feed a retry's feedback, `failed` the table.
+
+    >>> for f in GuardResult(answer="wrong", missing=(2,), n_steps=4, markers_found=1, markers_needed=2).failed:
+    ...     print(f)
+    answer: the polished answer does not verify against the reference
+    steps: 1 of 4 steps not found (first: step 3)
+    backtracks: 1 markers for 2 backtracks
+    """
+
+    answer: str  # "ok", "missing" (no \boxed{} answer) or "wrong" (it does not verify)
+    missing: tuple[int, ...]  # indices of the raw steps the rewrite lost
+    n_steps: int
+    markers_found: int
+    markers_needed: int
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Readable names and details of the failed checks ("answer: ...", "steps: ...", "backtracks: ...")."""
+        failed = []
+        if self.answer == "missing":
+            failed.append("answer: no \\boxed{} answer in the polished text")
+        elif self.answer == "wrong":
+            failed.append("answer: the polished answer does not verify against the reference")
+        if self.missing:
+            failed.append(
+                f"steps: {len(self.missing)} of {self.n_steps} steps not found (first: step {self.missing[0] + 1})"
+            )
+        if self.markers_found < self.markers_needed:
+            failed.append(f"backtracks: {self.markers_found} markers for {self.markers_needed} backtracks")
+        return tuple(failed)
 
     @property
     def ok(self) -> bool:
@@ -53,15 +82,10 @@ def guard_checks(
     min_similarity: float,
 ) -> GuardResult:
     """All checks on one polished text; answer_verifies is None when it has no \\boxed{} answer."""
-    failed = []
-    if answer_verifies is None:
-        failed.append("answer: no \\boxed{} answer in the polished text")
-    elif not answer_verifies:
-        failed.append("answer: the polished answer does not verify against the reference")
-    missing = missing_steps(steps, polished, min_similarity)
-    if missing:
-        failed.append(f"steps: {len(missing)} of {len(steps)} steps not found (first: step {missing[0] + 1})")
-    found = count_markers(polished, markers)
-    if found < n_backtracks:
-        failed.append(f"backtracks: {found} markers for {n_backtracks} backtracks")
-    return GuardResult(tuple(failed))
+    return GuardResult(
+        answer="missing" if answer_verifies is None else "ok" if answer_verifies else "wrong",
+        missing=tuple(missing_steps(steps, polished, min_similarity)),
+        n_steps=len(steps),
+        markers_found=count_markers(polished, markers),
+        markers_needed=n_backtracks,
+    )

@@ -54,11 +54,14 @@ POLISHED_SCHEMA = pa.schema(
     list(THOUGHT_SCHEMA)
     + [
         ("raw_text", pa.string()),  # the derived thought before polishing
-        ("polished_text", pa.string()),  # what the polisher wrote ("" when not polished)
+        ("polished_text", pa.string()),  # the kept rewrite, else the last attempt's ("" when not polished)
         ("polish_status", pa.string()),  # polished | fallback | passthrough
         ("polish_failed", pa.list_(pa.string())),  # guard checks that failed, for fallbacks
-        ("polish_tokens", pa.int64()),
+        ("polish_tokens", pa.int64()),  # spent over all attempts
         ("polish_model", pa.string()),
+        ("polish_attempts", pa.int64()),  # tries made (0: not polished)
+        ("polish_budget", pa.int64()),  # each attempt's max_tokens, from the raw thought's length
+        ("polish_attempt_failed", pa.list_(pa.list_(pa.string()))),  # per attempt, its failed checks
     ]
 )
 

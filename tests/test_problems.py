@@ -67,6 +67,12 @@ def test_sample_file_makes_two_shards_of_eight(tmp_path):
         "problems": 16,
         "rejected": 0,
         "rejects_by_reason": {},
+        "answers": {
+            "kinds": {"math": 16, "text": 0, "suspicious": 0, "unreadable": 0},
+            "with_equivalent_forms": 0,
+            "unreadable_ids": [],
+            "suspicious_ids": [],
+        },
         "shards": 2,
         "wall_s": 0,
     }

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.answers import AnswerChecker
-from pipeline.config import load
+from pipeline.config import PRMConfig, RolloutsConfig, load
 from pipeline.engines.base import Completion, EngineSettings, EngineStats, Request
 from pipeline.model_files import EMBEDDED_MODEL, resolve_model
-from pipeline.prompts import PolicyPrompt
 from pipeline.scorers.base import StepToScore
 from pipeline.scorers.prm import QWEN_PRM_SYSTEM, MathShepherdPRM, QwenPRM
 from pipeline.scorers.rollouts import RolloutScorer
@@ -133,7 +132,7 @@ def test_qwen_prm_through_vllm_pooling_matches_the_model_card_computation(tmp_pa
         str(path), max_model_len=2048, enable_prefix_caching=False, vllm_kwargs={"runner": "pooling"}
     )
     try:
-        prm = QwenPRM(engine)
+        prm = QwenPRM(engine, PRMConfig())
         scores, tokens = prm.score(PATHS)
         assert engine.stats.calls == 1 and engine.stats.requests == len(PATHS) and tokens == 0
         rows = engine.token_label_probs([prm.prompt(item) for item in PATHS], SEPARATOR)
@@ -187,7 +186,7 @@ def test_math_shepherd_scores_match_transformers(smol):
         "She gets 2 more, so we add. ки\n2 + 2 = 4, so she has \\boxed{4} pens. ки",
     ]
     calls = smol.stats.calls
-    scores, tokens = MathShepherdPRM(smol).score(PATHS)
+    scores, tokens = MathShepherdPRM(smol, PRMConfig()).score(PATHS)
     assert smol.stats.calls == calls + 1 and tokens == 0
     # float32 on both sides: measured |difference| <= 3e-6 (bf16 vLLM, the CPU default for dtype
     # auto, differs by up to 8e-3 on these prompts).
@@ -198,7 +197,7 @@ def test_math_shepherd_scores_match_transformers(smol):
 
 
 def test_math_shepherd_score_does_not_depend_on_the_batch(smol):
-    prm = MathShepherdPRM(smol)
+    prm = MathShepherdPRM(smol, PRMConfig())
     together = [s.score for s in prm.score(PATHS)[0]]
     reversed_ = [s.score for s in prm.score(PATHS[::-1])[0]][::-1]
     alone = [prm.score([item])[0][0].score for item in PATHS]
@@ -230,7 +229,7 @@ def test_math_shepherd_arithmetic_with_a_scripted_engine():
             return [{"+": math.log(0.3), "-": math.log(0.1)}, {"+": math.log(0.01), "-": math.log(0.5)}]
 
     engine = Scripted()
-    scores, tokens = MathShepherdPRM(engine, threshold=0.7).score(PATHS[:2])
+    scores, tokens = MathShepherdPRM(engine, PRMConfig(threshold=0.7)).score(PATHS[:2])
     assert [s.score for s in scores] == pytest.approx([0.75, 0.01 / 0.51])
     assert [s.verdict for s in scores] == ["correct", "incorrect"] and tokens == 0
     assert engine.prompts == [
@@ -251,8 +250,8 @@ def checker():
 
 
 @pytest.fixture(scope="module")
-def policy_prompt():
-    return PolicyPrompt(load().policy.prompt)
+def policy():
+    return load().policy
 
 
 class ScriptedPolicy:
@@ -298,13 +297,13 @@ SCRIPT = {
 }
 
 
-def test_rollout_share_hard_label_and_terminal_steps(checker, policy_prompt):
+def test_rollout_share_hard_label_and_terminal_steps(checker, policy):
     engine = ScriptedPolicy(SCRIPT)
     terminal = [
         StepToScore("What is 2 + 3?", "5", ("We add 2 and 3.",), "2 + 3 = \\boxed{5}."),
         StepToScore("What is 2 + 3?", "5", ("We add 2 and 3.",), "2 + 3 = \\boxed{6}."),
     ]
-    scorer = RolloutScorer(engine, checker, policy_prompt, m=4, max_tokens=64)
+    scorer = RolloutScorer(engine, checker, RolloutsConfig(m=4, max_tokens=64), policy)
     scores, tokens = scorer.score([OPEN[0], terminal[0], OPEN[1], terminal[1]])
     assert [(s.verdict, s.score) for s in scores] == [
         ("correct", 0.5),
@@ -323,32 +322,32 @@ def test_rollout_share_hard_label_and_terminal_steps(checker, policy_prompt):
         assert request.messages[-1] == ("assistant", "".join(s + "\n\n" for s in (*item.previous, item.step)))
 
 
-def test_terminal_steps_need_no_engine_call(checker, policy_prompt):
+def test_terminal_steps_need_no_engine_call(checker, policy):
     engine = ScriptedPolicy(SCRIPT)
     done = StepToScore("What is 4 + 4?", "8", (), "4 + 4 = \\boxed{8}.")
-    scores, tokens = RolloutScorer(engine, checker, policy_prompt).score([done])
+    scores, tokens = RolloutScorer(engine, checker, RolloutsConfig(), policy).score([done])
     assert engine.stats.calls == 0 and tokens == 0
     assert (scores[0].verdict, scores[0].score) == ("correct", 1.0)
 
 
-def test_a_failed_rollout_leaves_the_step_unscored(checker, policy_prompt):
+def test_a_failed_rollout_leaves_the_step_unscored(checker, policy):
     class Failing(ScriptedPolicy):
         def generate(self, requests):
             self.stats.calls += 1
             return [[Completion("", 0, "error", error="timed out")] * r.n for r in requests]
 
-    scores, _ = RolloutScorer(Failing({}), checker, policy_prompt).score(OPEN[:1])
+    scores, _ = RolloutScorer(Failing({}), checker, RolloutsConfig(), policy).score(OPEN[:1])
     assert scores[0].score is None and scores[0].verdict == "unknown" and "timed out" in scores[0].problem
 
 
-def test_rollouts_with_the_real_policy(smol, checker, policy_prompt):
+def test_rollouts_with_the_real_policy(smol, checker, policy):
     # Wrong first steps, so the 135M policy sometimes recovers: with these seeds 2 of 4 and 1 of 4.
     items = [
         StepToScore("What is 2 + 3?", "5", (), "First, 2 + 3 = 6.", seed=44),
         StepToScore("What is 4 + 4?", "8", (), "4 + 4 is the same as 2 times 4, which is 6.", seed=33),
     ]
     m = 4
-    scorer = RolloutScorer(smol, checker, policy_prompt, m=m, max_tokens=64)
+    scorer = RolloutScorer(smol, checker, RolloutsConfig(m=m, max_tokens=64), policy)
     calls = smol.stats.calls
     first, tokens = scorer.score(items)
     again, _ = scorer.score(items)

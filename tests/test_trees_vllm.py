@@ -9,8 +9,9 @@ import pytest
 from pipeline.answers import AnswerChecker
 from pipeline.config import load
 from pipeline.engines import EnginePool
+from pipeline.scorers import make_scorer
 from pipeline.scorers.critic import Critic
-from pipeline.stages.trees import TreeBuilder, make_scorer, tree_stats
+from pipeline.stages.trees import TreeBuilder, tree_stats
 from tests.conftest import EASY_PROBLEMS
 from trees.model import Tree
 

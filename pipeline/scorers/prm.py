@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Protocol
 
+from pipeline.config import PRMConfig
 from pipeline.engines.base import Request
 from pipeline.scorers.base import StepScore, StepToScore
 
@@ -58,25 +59,17 @@ class MathShepherdPRM:
     name = "prm-math-shepherd"
     rule = "score"
 
-    def __init__(
-        self,
-        engine: NextTokenEngine,
-        *,
-        step_tag: str = "ки",
-        good: str = "+",
-        bad: str = "-",
-        threshold: float = 0.5,
-    ):
+    def __init__(self, engine: NextTokenEngine, cfg: PRMConfig):
         self.engine = engine
-        self.step_tag = step_tag
-        self.good = good
-        self.bad = bad
-        self.threshold = threshold
+        self.step_tag = cfg.step_tag
+        self.good = cfg.good
+        self.bad = cfg.bad
+        self.threshold = cfg.threshold
 
     def prompt(self, item: StepToScore) -> str:
         """The path up to the newest step, every step closed by the tag.
 
-        >>> MathShepherdPRM(None).prompt(StepToScore("What is 2 + 3?", "5", ("We add.",), "2 + 3 = 5."))
+        >>> MathShepherdPRM(None, PRMConfig()).prompt(StepToScore("What is 2 + 3?", "5", ("We add.",), "2 + 3 = 5."))
         'What is 2 + 3? We add. ки\\n2 + 3 = 5. ки'
         """
         steps = "\n".join(f"{s} {self.step_tag}" for s in (*item.previous, item.step))
@@ -96,23 +89,15 @@ class QwenPRM:
     name = "prm-qwen"
     rule = "score"
 
-    def __init__(
-        self,
-        engine: TokenClassifyEngine,
-        *,
-        separator: str = "<extra_0>",
-        system: str = QWEN_PRM_SYSTEM,
-        threshold: float = 0.5,
-    ):
+    def __init__(self, engine: TokenClassifyEngine, cfg: PRMConfig):
         self.engine = engine
-        self.separator = separator
-        self.system = system
-        self.threshold = threshold
+        self.separator = cfg.separator
+        self.threshold = cfg.threshold
 
     def prompt(self, item: StepToScore) -> str:
         steps = "".join(s + self.separator for s in (*item.previous, item.step))
         messages = [
-            {"role": "system", "content": self.system},
+            {"role": "system", "content": QWEN_PRM_SYSTEM},
             {"role": "user", "content": item.problem},
             {"role": "assistant", "content": steps},
         ]

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from pipeline.answers import AnswerChecker, extract_boxed
+from pipeline.config import PolicyConfig, RolloutsConfig
 from pipeline.engines import Engine, Request
 from pipeline.prompts import PolicyPrompt
 from pipeline.scorers.base import StepScore, StepToScore
@@ -41,26 +42,16 @@ class RolloutScorer:
     name = "monte-carlo"
     rule = "score"
 
-    def __init__(
-        self,
-        engine: Engine,
-        checker: AnswerChecker,
-        prompt: PolicyPrompt,
-        *,
-        m: int = 4,
-        max_tokens: int = 256,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        delimiter: str = "\n\n",
-    ):
+    def __init__(self, engine: Engine, checker: AnswerChecker, cfg: RolloutsConfig, policy: PolicyConfig):
+        """`policy`: the rollouts continue with the policy's prompt and step delimiter."""
         self.engine = engine
         self.checker = checker
-        self.prompt = prompt
-        self.m = m
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.delimiter = delimiter
+        self.prompt = PolicyPrompt(policy.prompt)
+        self.m = cfg.m
+        self.max_tokens = cfg.max_tokens
+        self.temperature = cfg.temperature
+        self.top_p = cfg.top_p
+        self.delimiter = policy.step_delimiter
 
     def request(self, item: StepToScore) -> Request:
         # No stop string: a rollout runs on through later steps until the model ends its solution.

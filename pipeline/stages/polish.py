@@ -1,17 +1,61 @@
-"""Polish stage: an LLM rewrites each journey into fluent prose; the guard keeps it or falls back."""
+"""Polish stage: an LLM rewrites each journey into fluent prose, in rounds of attempts behind the guard.
+
+Round k sends every journey still without a passing rewrite to the engine in one batch, each request
+with its own seed and, from the second round on, the checks its last rewrite failed. The first
+rewrite that passes is kept; a journey with none falls back to its raw text, its failures recorded.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
-from pipeline.engines import EnginePool, Request, cache_path
-from pipeline.polish_guard import guard_checks
+from pipeline.engines import Completion, EnginePool, Request, cache_path
+from pipeline.polish_budget import TokenCounter, token_budget
+from pipeline.polish_feedback import RetryPrompt
+from pipeline.polish_guard import GuardResult, guard_checks
 from pipeline.prompts import PolishPrompt, load_yaml
 from pipeline.tables import POLISHED_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
+
+log = logging.getLogger(__name__)
+
+
+def attempt_seed(seed: int, thought_id: str, attempt: int) -> int:
+    """A sampling seed per journey and attempt: a retry samples anew, a rerun asks the same request.
+
+    >>> len({attempt_seed(1234, t, a) for t in ("j1", "j2") for a in (1, 2, 3)})
+    6
+    """
+    digest = hashlib.sha256(f"{seed}:polish:{thought_id}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    text: str
+    tokens: int
+    failed: tuple[str, ...]
+    cut: bool  # stopped at the token budget
+
+
+@dataclass
+class _Journey:
+    row: dict
+    raw_tokens: int
+    budget: int
+    attempts: list[_Attempt] = field(default_factory=list)
+    feedback: str = ""  # what the next attempt is told about the last one
+    retry: bool = True  # False once passed, or after an engine error a retry would repeat
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.attempts) and not self.attempts[-1].failed
 
 
 def _unpolished(row: dict, status: str) -> dict:
@@ -23,6 +67,118 @@ def _unpolished(row: dict, status: str) -> dict:
         "polish_failed": [],
         "polish_tokens": 0,
         "polish_model": "",
+        "polish_attempts": 0,
+        "polish_budget": 0,
+        "polish_attempt_failed": [],
+    }
+
+
+def _polished_row(j: _Journey, model: str) -> dict:
+    last = j.attempts[-1]
+    return {
+        **_unpolished(j.row, "polished" if j.passed else "fallback"),
+        "text": last.text.strip() if j.passed else j.row["text"],
+        "polished_text": last.text,
+        "polish_failed": list(last.failed),
+        "polish_tokens": sum(a.tokens for a in j.attempts),
+        "polish_model": model,
+        "polish_attempts": len(j.attempts),
+        "polish_budget": j.budget,
+        "polish_attempt_failed": [list(a.failed) for a in j.attempts],
+    }
+
+
+class _Rounds:
+    """The shard's journeys through up to `polish.attempts` rounds, one engine call per round."""
+
+    def __init__(self, cfg: Config, journeys: list[_Journey], engine, checker: AnswerChecker):
+        self.cfg, self.p = cfg, cfg.polish
+        self.journeys, self.engine, self.checker = journeys, engine, checker
+        self.first = PolishPrompt(self.p.prompt)
+        self.retry = RetryPrompt(self.p.prompt)
+        self.markers = load_yaml(self.p.prompt).get("backtrack_markers", [])
+
+    def run(self) -> None:
+        for attempt in range(1, self.p.attempts + 1):
+            pending = [j for j in self.journeys if j.retry]
+            if not pending:
+                break
+            completions = [c[0] for c in self.engine.generate([self._request(j, attempt) for j in pending])]
+            for j, comp, guard in zip(pending, completions, self._guard(pending, completions)):
+                self._record(j, comp, guard)
+            passed = sum(j.passed for j in pending)
+            log.info("polish attempt %d: %d of %d rewrites passed the guard", attempt, passed, len(pending))
+
+    def _request(self, j: _Journey, attempt: int) -> Request:
+        r = j.row
+        if attempt == 1:
+            messages = self.first.messages(r["problem"], r["text"])
+        else:
+            messages = self.retry.messages(r["problem"], r["text"], j.feedback)
+        return Request.chat(
+            messages,
+            max_tokens=j.budget,
+            temperature=self.p.temperature,
+            repetition_penalty=self.p.repetition_penalty,
+            seed=attempt_seed(self.cfg.seed, r["thought_id"], attempt),
+        )
+
+    def _guard(self, journeys: list[_Journey], completions: list[Completion]) -> list[GuardResult]:
+        answers = [extract_boxed(c.text) for c in completions]
+        checkable = [(j.row["reference"], a) for j, a in zip(journeys, answers) if a is not None]
+        verified = iter(self.checker.check(checkable))
+        return [
+            guard_checks(
+                c.text,
+                j.row["steps"],
+                j.row["n_backtracks"],
+                None if a is None else next(verified),
+                markers=self.markers,
+                min_similarity=self.p.min_step_similarity,
+            )
+            for j, c, a in zip(journeys, completions, answers)
+        ]
+
+    def _record(self, j: _Journey, comp: Completion, guard: GuardResult) -> None:
+        failed = list(guard.failed)
+        cut = comp.finish_reason == "length"
+        if cut:
+            failed.insert(0, f"budget: cut at the budget of {j.budget} tokens")
+        elif comp.finish_reason == "error":
+            failed.insert(0, f"polisher: finish_reason error {comp.error}".strip())
+        j.attempts.append(_Attempt(comp.text, comp.tokens, tuple(failed), cut))
+        # An engine error (a prompt over max_model_len, a request that failed its retries) would
+        # only come back on a retry, whose prompt is longer still.
+        j.retry = bool(failed) and comp.finish_reason != "error"
+        if j.retry:
+            r = j.row
+            answer = r["answer"] or r["reference"]
+            j.feedback = self.retry.feedback(
+                guard, r["steps"], answer, self.markers, j.budget if cut else None
+            )
+
+
+def _attempt_stats(journeys: list[_Journey]) -> dict:
+    """Counts keyed by attempt number ("1", "2", ...), so shards add up key by key."""
+    made: Counter = Counter()
+    passed: Counter = Counter()
+    tokens: Counter = Counter()
+    checks: Counter = Counter()
+    for j in journeys:
+        for k, a in enumerate(j.attempts, 1):
+            made[str(k)] += 1
+            tokens[str(k)] += a.tokens
+            checks.update(f.split(":")[0] for f in a.failed)
+        if j.passed:
+            passed[str(len(j.attempts))] += 1
+    return {
+        "attempts_made": dict(made),
+        "passed_by_attempt": {k: passed[k] for k in made},
+        "tokens_by_attempt": dict(tokens),
+        "cut_at_budget": sum(a.cut for j in journeys for a in j.attempts),
+        "failed_checks": dict(checks),
+        "raw_tokens": sum(j.raw_tokens for j in journeys),
+        "budget_tokens": sum(j.budget for j in journeys),
     }
 
 
@@ -32,54 +188,23 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
     p = cfg.polish
     todo = [r for r in rows if r["kind"] == "journey"] if p.enabled else []
     out = {r["thought_id"]: _unpolished(r, "passthrough") for r in rows}
-    failed_checks: Counter = Counter()
+    journeys: list[_Journey] = []
     engine_stats = {}
     if todo:
-        prompt = PolishPrompt(p.prompt)
-        markers = load_yaml(p.prompt).get("backtrack_markers", [])
+        counter = TokenCounter(cfg.engines[p.engine])
+        for r in todo:
+            raw_tokens = counter.count(r["text"])
+            budget = token_budget(raw_tokens, p.budget_factor, p.budget_margin, p.max_tokens)
+            journeys.append(_Journey(r, raw_tokens, budget))
         with (
             EnginePool(cfg.engines, cache_path(out_path)) as pool,
             AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
         ):
             engine = pool.get(p.engine)
-            requests = [
-                Request.chat(
-                    prompt.messages(r["problem"], r["text"]),
-                    max_tokens=p.max_tokens,
-                    temperature=p.temperature,
-                    repetition_penalty=p.repetition_penalty,
-                    seed=cfg.seed,
-                )
-                for r in todo
-            ]
-            completions = [c[0] for c in engine.generate(requests)]
-            answers = [extract_boxed(c.text) for c in completions]
-            checkable = [(r["reference"], a) for r, a in zip(todo, answers) if a is not None]
-            verified = iter(checker.check(checkable))
+            _Rounds(cfg, journeys, engine, checker).run()
             engine_stats = pool.stats([p.engine])
-        for row, comp, answer in zip(todo, completions, answers):
-            verifies = None if answer is None else next(verified)
-            result = guard_checks(
-                comp.text,
-                row["steps"],
-                row["n_backtracks"],
-                verifies,
-                markers=markers,
-                min_similarity=p.min_step_similarity,
-            )
-            failed = list(result.failed)
-            if comp.finish_reason != "stop":
-                failed.insert(0, f"polisher: finish_reason {comp.finish_reason} {comp.error}".strip())
-            status = "fallback" if failed else "polished"
-            out[row["thought_id"]] = {
-                **_unpolished(row, status),
-                "text": row["text"] if failed else comp.text.strip(),
-                "polished_text": comp.text,
-                "polish_failed": failed,
-                "polish_tokens": comp.tokens,
-                "polish_model": engine.label,
-            }
-            failed_checks.update(f.split(":")[0] for f in failed)
+        for j in journeys:
+            out[j.row["thought_id"]] = _polished_row(j, engine.label)
     result_rows = list(out.values())
     write_table(result_rows, POLISHED_SCHEMA, out_path)
     statuses = Counter(r["polish_status"] for r in result_rows)
@@ -91,7 +216,7 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
         "fallback": statuses.get("fallback", 0),
         "passthrough": statuses.get("passthrough", 0),
         "guard_pass_rate": round(polished / len(todo), 4) if todo else None,
-        "failed_checks": dict(failed_checks),
+        **_attempt_stats(journeys),
         "polish_tokens": sum(r["polish_tokens"] for r in result_rows),
         "engines": engine_stats,
         "wall_s": round(time.perf_counter() - start, 3),

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipeline.answers import reference_stats
 from pipeline.config import Config, ConfigError, FieldMap, ProblemsConfig
 from pipeline.tables import PROBLEM_SCHEMA, REJECT_SCHEMA, write_json, write_table
 
@@ -73,12 +74,18 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
     shards = _write_shards(outcome.problems, pc.shard_size, out_dir)
     rejects_path = out_dir / "rejects.parquet"
     write_table(outcome.rejects, REJECT_SCHEMA, rejects_path)
+    answers = reference_stats(
+        [p["problem_id"] for p in outcome.problems],
+        [p["answer"] for p in outcome.problems],
+        cfg.answer_check.timeout_s,
+    )
     stats = {
         "source": pc.source,
         "rows_read": outcome.rows_read,
         "problems": len(outcome.problems),
         "rejected": len(outcome.rejects),
         "rejects_by_reason": dict(sorted(outcome.by_reason.items())),
+        "answers": answers,
         "shards": shards,
         "wall_s": round(time.monotonic() - start, 3),
     }
@@ -91,6 +98,7 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
             pc.source,
             rejects_path,
         )
+    _warn_untrusted(answers)
     if not outcome.problems:
         empty = "; the source holds no rows" if not outcome.rows_read else ""
         raise ValueError(
@@ -98,6 +106,20 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
             f"{len(outcome.rejects)} rejected (see {rejects_path}){empty}"
         )
     return stats
+
+
+def _warn_untrusted(answers: dict) -> None:
+    # math-verify decides no leaf against these forms: without answer_check.judge such leaves count
+    # as not correct, and a problem with only such forms cannot yield a journey.
+    for kind, why in (("unreadable", "math-verify cannot read"), ("suspicious", "math-verify misreads")):
+        if answers["kinds"][kind]:
+            log.warning(
+                "%d reference answers %s (first ids: %s): leaves checked against them go to "
+                "answer_check.judge, or stay undecided without one",
+                answers["kinds"][kind],
+                why,
+                ", ".join(answers[f"{kind}_ids"]),
+            )
 
 
 # ---- loading: each loader returns (column names, rows) -------------------------------------------

@@ -13,14 +13,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.answers import AnswerChecker, extract_boxed
+from pipeline.answer_judge import AnswerJudge, JudgeItem
+from pipeline.answers import NO_ANSWER, AnswerChecker, extract_final_answer
 from pipeline.config import Config
 from pipeline.engines import Engine, EnginePool, Request, cache_path
 from pipeline.prompts import PolicyPrompt
+from pipeline.scorers import SCORER_SECTION, make_scorer
 from pipeline.scorers.base import Scorer, StepToScore
-from pipeline.scorers.critic import Critic
-from pipeline.scorers.prm import MathShepherdPRM, QwenPRM
-from pipeline.scorers.rollouts import RolloutScorer
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
 from trees.model import ROOT_ID, Node, Tree, trees_from_nodes
 from trees.values import AGREEMENT_KEYS, agreement, assign_tree_values
@@ -58,12 +57,14 @@ class TreeBuilder:
         scorer: Scorer,
         checker: AnswerChecker,
         annotators: tuple[Scorer, ...] = (),
+        judge: AnswerJudge | None = None,
     ):
         self.cfg = cfg
         self.policy = policy
         self.scorer = scorer
         self.annotators = annotators
         self.checker = checker
+        self.judge = judge
         self.prompt = PolicyPrompt(cfg.policy.prompt)
         self.counts: Counter = Counter()
         self.scorer_problems: Counter = Counter()  # why scorer outputs were not clean, by reason
@@ -108,11 +109,11 @@ class TreeBuilder:
                     node.kept, node.prune_reason = False, "duplicate of a sibling"
                 else:
                     seen.add(step)
-                    node.answer = extract_boxed(step)
                     # A model that closes its turn has finished its solution, answer or not.
-                    node.is_terminal = (
-                        node.answer is not None or comp.ended or depth >= self.cfg.policy.max_depth
-                    )
+                    ends = comp.ended or depth >= self.cfg.policy.max_depth
+                    # Only the step that ends a solution may state its answer without \boxed{}.
+                    node.answer = extract_final_answer(step, self.cfg.answer_check.unboxed and ends)
+                    node.is_terminal = node.answer is not None or ends
                 prob.nodes.append(node)
                 created.append((prob, node))
         return created
@@ -161,12 +162,20 @@ class TreeBuilder:
     def _check_answers(self, created: list[tuple[_Problem, Node]]) -> None:
         terminal = [(pr, n) for pr, n in created if n.is_terminal]
         answered = [(pr, n) for pr, n in terminal if n.answer is not None]
-        results = self.checker.check([(pr.answer, n.answer) for pr, n in answered])
-        for (_, node), ok in zip(answered, results):
-            node.answer_correct = ok
+        verdicts = self.checker.verdicts([(pr.answer, n.answer) for pr, n in answered])
+        if self.judge is not None:
+            items = [JudgeItem(pr.problem, pr.answer, n.answer) for pr, n in answered]
+            verdicts = self.judge.settle(items, verdicts)
+        for (_, node), v in zip(answered, verdicts):
+            node.answer_correct, node.answer_checker = v.correct is True, v.checker
+            if v.reason:  # why it is undecided, or the judge's rationale: shown with the node
+                verdict = {True: "correct", False: "incorrect", None: "unknown"}[v.correct]
+                node.annotations.append(
+                    {"scorer": "answer-check", "verdict": verdict, "score": None, "rationale": v.reason}
+                )
         for _, node in terminal:
             if node.answer is None:
-                node.answer_correct = False  # reached max depth without a final answer
+                node.answer_correct, node.answer_checker = False, NO_ANSWER
 
     def _prune(self, created: list[tuple[_Problem, Node]]) -> None:
         """Keep at most K children per node: those judged correct (critic, the paper's rule), or the
@@ -243,43 +252,10 @@ def tree_stats(nodes: list[Node]) -> dict:
         "answered_leaves": sum(n.answer is not None for n in terminal),
         "correct_leaves": len(correct),
         "trees_with_correct_leaf": len({n.problem_id for n in correct}),
+        "answer_checkers": dict(Counter(n.answer_checker for n in terminal)),
         # The pruning scorer's verdicts against the tree's own values (trees/values.py).
         "tree_value_agreement": {k: agree[k] for k in AGREEMENT_KEYS},
     }
-
-
-SCORER_SECTION = {
-    "critic": "critic",
-    "prm-math-shepherd": "prm",
-    "prm-qwen": "prm",
-    "monte-carlo": "rollouts",
-}
-
-
-def make_scorer(name: str, cfg: Config, pool: EnginePool, checker: AnswerChecker) -> Scorer:
-    """A scorer by its config name (pruning.scorer, annotate), on the engine its section names."""
-    if name == "critic":
-        return Critic(pool.get(cfg.critic.engine), cfg.critic)
-    prm = cfg.prm
-    if name == "prm-math-shepherd":
-        return MathShepherdPRM(
-            pool.get(prm.engine), step_tag=prm.step_tag, good=prm.good, bad=prm.bad, threshold=prm.threshold
-        )
-    if name == "prm-qwen":
-        return QwenPRM(pool.get(prm.engine), separator=prm.separator, threshold=prm.threshold)
-    if name == "monte-carlo":
-        r = cfg.rollouts
-        return RolloutScorer(
-            pool.get(r.engine),
-            checker,
-            PolicyPrompt(cfg.policy.prompt),
-            m=r.m,
-            max_tokens=r.max_tokens,
-            temperature=r.temperature,
-            top_p=r.top_p,
-            delimiter=cfg.policy.step_delimiter,
-        )
-    raise ValueError(f"unknown scorer {name!r}")
 
 
 def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> dict:
@@ -292,18 +268,23 @@ def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> d
         policy = pool.get(cfg.policy.engine)
         scorer = make_scorer(cfg.pruning.scorer, cfg, pool, checker)
         annotators = tuple(make_scorer(name, cfg, pool, checker) for name in cfg.annotate)
-        builder = TreeBuilder(cfg, policy, scorer, checker, annotators)
+        judge_cfg = cfg.answer_check.judge
+        judge = AnswerJudge(pool.get(judge_cfg.engine), judge_cfg) if judge_cfg else None
+        builder = TreeBuilder(cfg, policy, scorer, checker, annotators, judge)
         nodes = builder.build(problems)
         roles = [SCORER_SECTION[name] for name in (cfg.pruning.scorer, *cfg.annotate)]
-        engines = pool.stats(cfg.engine_names("policy", *roles))
+        judge_engines = [judge_cfg.engine] if judge_cfg else []
+        engines = pool.stats([*cfg.engine_names("policy", *roles), *judge_engines])
     write_table([n.__dict__ for n in nodes], NODE_SCHEMA, out_path)
     wall = time.perf_counter() - start
     engine_s = sum(e["engine_s"] for e in engines.values())
     generated = sum(builder.counts[k] for k in ("policy_tokens", "scorer_tokens", "annotator_tokens"))
+    generated += judge.counts["tokens"] if judge else 0
     stats = {
         **tree_stats(nodes),
         **dict(builder.counts),
         "scorer_problems": dict(builder.scorer_problems),
+        **({"answer_judge": judge.stats()} if judge else {}),
         "engines": engines,
         "wall_s": round(wall, 3),
         "engine_s": round(engine_s, 3),

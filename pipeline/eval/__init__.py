@@ -1,0 +1,1 @@
+"""Scorer evaluation: step-labelled solutions in (readers), metrics out (metrics), a page (page)."""
