@@ -1,6 +1,7 @@
 # Journey-learning data: problems -> trees -> thoughts -> polished -> sft, one job per shard and stage.
 # Rules stay thin: each calls the project's CLI, so any step also runs by hand (see README.md).
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ CONFIG = from_dict(config)  # config/schema.yaml plus cross-field checks; the er
 check_source(CONFIG.problems)  # a missing source or column stops here, before any job starts
 
 RUN = Path(config["output_root"]) / config["run"]
+METHODS = CONFIG.thoughts.methods  # how long thoughts are built, merged in this order
 CFG = RUN / "config.yaml"
 ENV = "config/conda.yaml"  # used with --software-deployment-method conda
 # Without conda, jobs use the interpreter running Snakemake, so they see the same packages.
@@ -101,21 +103,63 @@ rule trees:
         "{params.py} trees --config {input.cfg} --problems {input.problems} --out {output} > {log} 2>&1"
 
 
-rule thoughts:
+# The tree walk: CPU only, from the shard's trees.
+rule thoughts_tree:
     input:
         cfg=CFG,
         trees=RUN / "trees/{shard}.parquet",
         problems=RUN / "problems/{shard}.parquet",
+    output:
+        RUN / "thoughts/tree/{shard}.parquet",
+    log:
+        RUN / "logs/thoughts/tree/{shard}.log",
+    params:
+        py=PY,
+    conda:
+        ENV
+    shell:
+        "{params.py} thoughts --config {input.cfg} --method tree --trees {input.trees} "
+        "--problems {input.problems} --out {output} > {log} 2>&1"
+
+
+# The engine methods (thoughts.methods): one job per method and shard, holding a model, so a
+# cluster profile can give this rule alone a GPU.
+rule thoughts_method:
+    input:
+        cfg=CFG,
+        problems=RUN / "problems/{shard}.parquet",
+    output:
+        RUN / "thoughts/{method}/{shard}.parquet",
+    log:
+        RUN / "logs/thoughts/{method}/{shard}.log",
+    wildcard_constraints:
+        method="|".join(re.escape(m) for m in METHODS if m != "tree") or "(?!)",
+    resources:
+        llm=1,
+    params:
+        py=PY,
+    conda:
+        ENV
+    shell:
+        "{params.py} thoughts --config {input.cfg} --method {wildcards.method} "
+        "--problems {input.problems} --out {output} > {log} 2>&1"
+
+
+rule thoughts:
+    input:
+        cfg=CFG,
+        parts=expand(RUN / "thoughts/{method}/{{shard}}.parquet", method=METHODS),
     output:
         RUN / "thoughts/{shard}.parquet",
     log:
         RUN / "logs/thoughts/{shard}.log",
     params:
         py=PY,
+        parts=lambda wildcards, input: " ".join(f"{m}={p}" for m, p in zip(METHODS, input.parts)),
     conda:
         ENV
     shell:
-        "{params.py} thoughts --config {input.cfg} --trees {input.trees} --problems {input.problems} --out {output} > {log} 2>&1"
+        "{params.py} merge-thoughts --config {input.cfg} --parts {params.parts} --out {output} > {log} 2>&1"
 
 
 rule polish:

@@ -24,9 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     p = stage("trees", "grow and prune the reasoning trees of one shard")
     p.add_argument("--problems", required=True)
     p.add_argument("--out", required=True)
-    p = stage("thoughts", "derive journeys and shortcuts from one shard's trees")
-    p.add_argument("--trees", required=True)
+    p = stage("thoughts", "build one method's long thoughts for one shard (tree: from its trees)")
+    p.add_argument("--method", default="tree", help="tree (default), propose-critique, debate, ...")
+    p.add_argument("--trees", help="the shard's trees; method tree only")
     p.add_argument("--problems", required=True)
+    p.add_argument("--out", required=True)
+    p = stage("merge-thoughts", "concatenate one shard's thoughts of several methods")
+    p.add_argument("--parts", nargs="+", required=True, metavar="METHOD=PATH", help="e.g. tree=t.parquet")
     p.add_argument("--out", required=True)
     p = stage("polish", "polish one shard's journeys with an LLM, behind the guard")
     p.add_argument("--thoughts", required=True)
@@ -47,11 +51,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--problem-id", required=True)
     p.add_argument("--thoughts", help="that shard's thoughts parquet, to mark the shortcut and the walk")
     p = sub.add_parser("report", help="write the run's static HTML report (index + a page per problem)")
-    p.add_argument("--run-dir", required=True, help="outputs/<run>")
+    runs = p.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--run-dir", help="outputs/<run>")
+    runs.add_argument(
+        "--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="one page: two runs' figures side by side"
+    )
     p.add_argument("--out-dir", required=True, help="usually outputs/<run>/report")
     p = sub.add_parser("inspect", help="summarise any stage's parquet: rows, columns, first rows")
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=3)
+    from pipeline.model_files import EMBEDDED_MODEL
+
+    p = sub.add_parser("train", help="TRL: SFT on shortcuts, then on journeys, then DPO on the pairs")
+    p.add_argument("--sft-dir", required=True, help="a run's sft/ folder")
+    p.add_argument("--out-dir", required=True, help="gets a model folder per stage and train.json")
+    p.add_argument("--model", default=EMBEDDED_MODEL, help="HF folder or id; default: the embedded SmolLM2")
+    p.add_argument(
+        "--stages", nargs="+", default=["shortcut", "journey", "dpo"], help="a subset, run in this order"
+    )
+    p.add_argument("--max-steps", type=int, default=-1, help="per stage; -1: the paper's epochs (1, 3, 1)")
+    p.add_argument("--batch-size", type=int, default=8, help="per device")
+    p.add_argument("--learning-rate", type=float, help="default: TRL's (SFT 2e-5, DPO 1e-6)")
+    p.add_argument("--max-length", type=int, default=2048, help="tokens per example; longer ones are cut")
     return ap
 
 
@@ -72,11 +93,37 @@ def _show_tree(args) -> int:
         journeys = [
             t
             for t in read_table(args.thoughts, THOUGHT_SCHEMA).to_pylist()
-            if t["problem_id"] == args.problem_id and t["kind"] == "journey"
+            # Only the tree walk's journeys have visits on the tree (other methods build no tree).
+            if t["problem_id"] == args.problem_id and t["kind"] == "journey" and t["method"] in (None, "tree")
         ]
         if journeys:
             visits, shortcut = journeys[0]["visits"], journeys[0]["shortcut"]
     print(render_tree(trees[0], visits, shortcut))
+    return 0
+
+
+def _train(args) -> int:
+    from pathlib import Path
+
+    from pipeline.model_files import resolve_model
+    from pipeline.train import TrainOptions, train
+
+    opts = TrainOptions(
+        model=resolve_model(args.model),
+        sft_dir=Path(args.sft_dir),
+        out_dir=Path(args.out_dir),
+        stages=tuple(args.stages),
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_length=args.max_length,
+    )
+    try:
+        stages = train(opts)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps([{k: v for k, v in s.items() if k != "losses"} for s in stages]))
     return 0
 
 
@@ -86,10 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show-tree":
         return _show_tree(args)
     if args.command == "report":
-        from pipeline.report import run_report
+        from pipeline.report import RunFilesError, compare_runs, run_report
 
-        print(json.dumps(run_report(args.run_dir, args.out_dir)))
+        try:
+            if args.compare:
+                stats = compare_runs(*args.compare, args.out_dir)
+            else:
+                stats = run_report(args.run_dir, args.out_dir)
+        except RunFilesError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(stats))
         return 0
+    if args.command == "train":
+        return _train(args)
     if args.command == "inspect":
         import pyarrow.parquet as pq
 
@@ -119,9 +176,26 @@ def main(argv: list[str] | None = None) -> int:
 
         stats = run_trees(cfg, args.problems, args.out)
     elif args.command == "thoughts":
-        from pipeline.stages.thoughts import run_thoughts
+        from pipeline.methods import METHODS
+        from pipeline.stages.thoughts import run_method
 
-        stats = run_thoughts(cfg, args.trees, args.problems, args.out)
+        if args.method != "tree" and args.method not in METHODS:
+            print(
+                f"error: unknown method {args.method!r} (known: tree, {', '.join(METHODS)})", file=sys.stderr
+            )
+            return 2
+        if args.method == "tree" and not args.trees:
+            print("error: method tree reads the shard's trees: give --trees", file=sys.stderr)
+            return 2
+        stats = run_method(cfg, args.method, args.problems, args.out, args.trees)
+    elif args.command == "merge-thoughts":
+        from pipeline.stages.thoughts import merge_thoughts
+
+        parts = dict(part.split("=", 1) for part in args.parts if "=" in part)
+        if len(parts) != len(args.parts):
+            print("error: --parts takes METHOD=PATH pairs, each method once", file=sys.stderr)
+            return 2
+        stats = merge_thoughts(cfg, parts, args.out)
     elif args.command == "eval-scorer":
         from pipeline.stages.eval_scorer import run_eval_scorer
 

@@ -123,6 +123,81 @@ class ThoughtsConfig:
     aggregation: str = "min"
     step_score: str = "scorer"  # what a step scores for the shortcut: the pruning scorer's, or tree value
     transitions: str = "prompts/transitions.yaml"
+    # How long thoughts are built (pipeline/methods/): tree = the DFS walk over the trees stage's tree.
+    methods: list[str] = field(default_factory=lambda: ["tree"])
+
+
+@dataclass
+class ProposeCritiqueConfig:
+    """The policy writes step by step and picks an action after each step (pipeline/methods/propose_critique.py)."""
+
+    engine: str = "local"
+    prompt: str = "prompts/propose_critique.yaml"
+    max_steps: int = 12  # policy paragraphs (steps and reflections) per problem
+    max_retries: int = 2  # wrong terminations answered with "the answer is wrong" before giving up
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_step_tokens: int = 96
+    action_max_tokens: int = 96  # the JSON action; a reply cut here is a malformed action
+    action_temperature: float = 0.0
+
+
+@dataclass
+class DebateConfig:
+    """A policy agent writes steps, a critic agent judges each (pipeline/methods/debate.py)."""
+
+    engine: str = "local"  # the policy agent
+    critic_engine: str | None = None  # None: the critic section's engine
+    prompt: str = "prompts/debate.yaml"
+    max_steps: int = 12  # policy steps per problem, corrections included
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_step_tokens: int = 96
+    critic_max_tokens: int = 128
+    critic_temperature: float = 0.0
+
+
+@dataclass
+class AnnotationFields:
+    """Columns of the annotation source; a row matches a problem by id, else by its problem text."""
+
+    annotation: str = "annotation"
+    id: str | None = "id"
+    problem: str | None = "problem"
+
+
+@dataclass
+class AnnotationConfig:
+    """Human annotations expanded into long thoughts by an LLM (pipeline/methods/annotation.py)."""
+
+    source: str = "pipeline/data/annotated_sample.jsonl"
+    fields: AnnotationFields = field(default_factory=AnnotationFields)
+    split: str = "train"  # Hugging Face datasets only
+    subset: str | None = None
+    engine: str | None = None  # None: the polish section's engine
+    prompt: str = "prompts/annotation.yaml"
+    temperature: float = 0.3
+    max_tokens: int = 512
+    repetition_penalty: float = 1.0
+    min_step_similarity: float = 80.0  # the polish guard's fuzzy match, for each attempt and correction
+    attempts: int = 3  # tries per annotation; each retry is told which checks failed
+
+    def __post_init__(self):
+        if isinstance(self.fields, dict):
+            self.fields = _build(AnnotationFields, self.fields)
+
+
+@dataclass
+class OutcomeConfig:
+    """Full solutions sampled per problem, for outcome-level preference pairs (pipeline/methods/outcome.py)."""
+
+    engine: str | None = None  # None: the policy section's engine
+    prompt: str = "prompts/outcome.yaml"
+    samples: int = 8  # N solutions per problem (the paper: 20)
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 256
+    pairs_per_problem: int = 5  # K correct-vs-wrong pairs per problem (the paper: 5)
 
 
 @dataclass
@@ -195,6 +270,10 @@ class Config:
     polish: PolishConfig
     export: ExportConfig
     eval: EvalConfig = field(default_factory=EvalConfig)
+    propose_critique: ProposeCritiqueConfig = field(default_factory=ProposeCritiqueConfig)
+    debate: DebateConfig = field(default_factory=DebateConfig)
+    annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
+    outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -246,6 +325,7 @@ def validate(raw: dict) -> None:
         if name not in raw["engines"]:
             known = ", ".join(sorted(raw["engines"]))
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
+    _check_method_engines(raw)
     judge = raw.get("answer_check", {}).get("judge")
     if judge and judge["engine"] not in raw["engines"]:
         known = ", ".join(sorted(raw["engines"]))
@@ -264,6 +344,21 @@ def validate(raw: dict) -> None:
         raise ConfigError(
             "config field prm.engine: a PRM reads token probabilities, which needs a kind: vllm engine"
         )
+
+
+def _check_method_engines(raw: dict) -> None:
+    """The thoughts methods' sections name engines like the other sections do."""
+    known = ", ".join(sorted(raw["engines"]))
+    for section, key in (
+        ("propose_critique", "engine"),
+        ("debate", "engine"),
+        ("debate", "critic_engine"),
+        ("annotation", "engine"),
+        ("outcome", "engine"),
+    ):
+        name = (raw.get(section) or {}).get(key)
+        if name is not None and name not in raw["engines"]:
+            raise ConfigError(f"config field {section}.{key}: no engine named {name!r} (engines: {known})")
 
 
 def _check_samples(section: dict, where: str) -> None:
@@ -335,8 +430,24 @@ def from_dict(raw: dict) -> Config:
         polish=_build(PolishConfig, raw["polish"]),
         export=_build(ExportConfig, raw.get("export", {})),
         eval=_build_eval(raw.get("eval", {})),
+        propose_critique=_build(ProposeCritiqueConfig, raw.get("propose_critique", {})),
+        debate=_build_debate(raw),
+        annotation=_build(AnnotationConfig, {"engine": raw["polish"]["engine"], **_set(raw, "annotation")}),
+        outcome=_build(OutcomeConfig, {"engine": raw["policy"]["engine"], **_set(raw, "outcome")}),
         raw=raw,
     )
+
+
+def _build_debate(raw: dict) -> DebateConfig:
+    debate = _build(DebateConfig, raw.get("debate", {}))
+    if debate.critic_engine is None:  # the critic agent defaults to the critic's model
+        debate.critic_engine = raw["critic"]["engine"]
+    return debate
+
+
+def _set(raw: dict, section: str) -> dict:
+    """A section's fields given a value; null ones (an engine left to its default) are left out."""
+    return {k: v for k, v in (raw.get(section) or {}).items() if v is not None}
 
 
 def _build_eval(data: dict) -> EvalConfig:

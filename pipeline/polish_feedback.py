@@ -75,6 +75,8 @@ class RetryPrompt:
                     markers=", ".join(f'"{m}"' for m in markers),
                 )
             )
+        if guard.echoed and "echo" in t:  # optional: older prompt files lack it
+            lines.append(fill(t["echo"], line=guard.echoed[0]))
         return "\n".join(lines)
 
     def messages(self, problem: str, thought: str, feedback: str) -> list[dict]:

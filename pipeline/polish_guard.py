@@ -24,6 +24,48 @@ def missing_steps(steps: list[str], polished: str, min_similarity: float) -> lis
     return [i for i, s in enumerate(steps) if fuzz.partial_ratio(_normalize(s), target) < min_similarity]
 
 
+def out_of_order(steps: list[str], text: str, min_similarity: float) -> int | None:
+    """Index of the first step whose best fuzzy match lies before the previous found step's, or None.
+
+    Steps with no match are missing_steps' business and are skipped here.
+
+    >>> out_of_order(["I try 2 + 3 = 6", "so 2 + 3 = 5"], "I try 2 + 3 = 6. Wait. So 2 + 3 = 5.", 80)
+    >>> out_of_order(["I try 2 + 3 = 6", "the sum is 5"], "The sum is 5. Earlier: I try 2 + 3 = 6.", 80)
+    1
+    """
+    target = _normalize(text)
+    last = -1
+    for i, step in enumerate(steps):
+        match = fuzz.partial_ratio_alignment(_normalize(step), target)
+        if match is None or match.score < min_similarity:
+            continue
+        if match.dest_start < last:
+            return i
+        last = match.dest_start
+    return None
+
+
+def instruction_lines(*templates: str, min_words: int = 4) -> tuple[str, ...]:
+    """The sentences of prompt templates that carry no slot: what a rewrite must not repeat.
+
+    >>> instruction_lines("Problem: {problem}\\n\\nRewrite the scratch work as fluent reasoning.")
+    ('Rewrite the scratch work as fluent reasoning.',)
+    """
+    sentences = (s.strip() for t in templates for s in re.split(r"(?<=[.!?])\s+|\n", t))
+    return tuple(s for s in sentences if "{" not in s and len(s.split()) >= min_words)
+
+
+def echoed(text: str, instructions: tuple[str, ...]) -> tuple[str, ...]:
+    """The instructions a rewrite repeats word for word (a small polisher often ends by echoing them).
+
+    >>> echoed("So 2 + 3 = 5. Rewrite the scratch work as fluent reasoning.",
+    ...        ("Rewrite the scratch work as fluent reasoning.", "Keep every step."))
+    ('Rewrite the scratch work as fluent reasoning.',)
+    """
+    target = _normalize(text)
+    return tuple(i for i in instructions if _normalize(i) in target)
+
+
 def count_markers(text: str, markers: list[str]) -> int:
     """Occurrences of backtrack markers, as whole words.
 
@@ -50,6 +92,7 @@ class GuardResult:
     n_steps: int
     markers_found: int
     markers_needed: int
+    echoed: tuple[str, ...] = ()  # prompt instructions the rewrite repeats
 
     @property
     def failed(self) -> tuple[str, ...]:
@@ -65,6 +108,8 @@ class GuardResult:
             )
         if self.markers_found < self.markers_needed:
             failed.append(f"backtracks: {self.markers_found} markers for {self.markers_needed} backtracks")
+        if self.echoed:
+            failed.append(f"echo: repeats the prompt's instruction {self.echoed[0]!r}")
         return tuple(failed)
 
     @property
@@ -80,6 +125,7 @@ def guard_checks(
     *,
     markers: list[str],
     min_similarity: float,
+    instructions: tuple[str, ...] = (),
 ) -> GuardResult:
     """All checks on one polished text; answer_verifies is None when it has no \\boxed{} answer."""
     return GuardResult(
@@ -88,4 +134,5 @@ def guard_checks(
         n_steps=len(steps),
         markers_found=count_markers(polished, markers),
         markers_needed=n_backtracks,
+        echoed=echoed(polished, instructions),
     )

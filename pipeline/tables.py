@@ -36,7 +36,7 @@ THOUGHT_SCHEMA = pa.schema(
     [
         ("problem_id", pa.string()),
         ("thought_id", pa.string()),
-        ("kind", pa.string()),  # journey | shortcut
+        ("kind", pa.string()),  # journey | shortcut | solution (outcome samples, for preference pairs only)
         ("problem", pa.string()),
         ("reference", pa.string()),
         ("text", pa.string()),
@@ -47,6 +47,11 @@ THOUGHT_SCHEMA = pa.schema(
         ("n_backtracks", pa.int64()),
         ("answer", pa.string()),
         ("seed", pa.int64()),
+        # Appended, so readers that select the older columns by name are unaffected.
+        ("method", pa.string()),  # tree | propose-critique | debate | annotation | outcome
+        ("n_reflections", pa.int64()),  # reflection paragraphs in the text (tree: one per backtrack)
+        ("correct", pa.bool_()),  # the final answer verifies; journey formats take only these
+        ("engine_tokens", pa.int64()),  # engine tokens spent building this thought (tree: 0, paid in trees)
     ]
 )
 
@@ -89,6 +94,7 @@ PREFERENCE_SCHEMA = pa.schema(
         ("rejected_leaf", pa.int64()),
         ("chosen_answer", pa.string()),
         ("rejected_answer", pa.string()),
+        ("source", pa.string()),  # tree (a tree's leaves, ids above) | outcome (sampled solutions)
     ]
 )
 

@@ -1,8 +1,10 @@
 """A fault-injecting HTTP proxy for tests, on 127.0.0.1 between the pipeline and a real server.
 
 A plan decides, per request body and attempt, which fault (if any) the proxy injects instead of
-forwarding faithfully. Every injected fault and every Authorization header seen is recorded, so a
-test can compare what the pipeline recorded with what really happened on the wire.
+forwarding faithfully. Every injected fault (per injection, and per distinct request: a client that
+times out under load repeats a request, and a fault planned for every attempt is injected again) and
+every Authorization header seen is recorded, so a test can compare what the pipeline recorded with
+what really happened on the wire.
 """
 
 from __future__ import annotations
@@ -44,11 +46,16 @@ class FaultProxy:
         self.path_prefix = parts.path
         self.plan = plan
         self.port = free_port()
-        self.injected: Counter = Counter()
+        self.injected: Counter = Counter()  # injections, by fault
+        self.faulted: dict[str, set[int]] = {}  # the distinct requests each fault was injected into
         self.forwarded = 0
         self.authorizations: set[str] = set()
         self._attempts: Counter = Counter()
         self._lock = threading.Lock()
+
+    def requests_with(self, fault: str) -> int:
+        """How many distinct requests got `fault`, however often each was sent."""
+        return len(self.faulted.get(fault, ()))
 
     @property
     def url(self) -> str:
@@ -71,6 +78,7 @@ class FaultProxy:
                 fault = self.plan(body, self._attempts[key]) if method == "POST" else None
                 if fault:
                     self.injected[fault] += 1
+                    self.faulted.setdefault(fault, set()).add(key)
             await self._respond(writer, reader, method, path, lower, raw, fault)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -153,9 +153,12 @@ def test_revision_trajectories_end_with_the_correct_attempt_after_the_closest_wr
     assert counts == {0, 1, 2, 3, 4}
 
 
-def test_o1_journey_rows_close_the_thought_with_hashes():
+def test_o1_journey_rows_put_the_final_answer_after_the_hashes_as_the_release_does():
     row = o1_journey_row({"problem": PROBLEM, "text": "Add.\n\nSo \\boxed{4}.\n", "answer": "4"})
-    assert row == {"question": PROBLEM, "longCOT": "Add.\n\nSo \\boxed{4}.\n####", "answer": "4"}
+    assert row == {"question": PROBLEM, "longCOT": "Add.\n\nSo \\boxed{4}.\n#### 4", "answer": "4"}
+    # How readers of GAIR/o1-journey take a row apart: the thought before "\n####", the answer after "####".
+    assert row["longCOT"].split("\n####")[0] == "Add.\n\nSo \\boxed{4}."
+    assert row["longCOT"].split("####")[-1].strip() == row["answer"]
 
 
 def test_push_to_hub_uploads_through_the_repos_api(tmp_path):
@@ -213,6 +216,11 @@ def small_run(tmp_path):
     return run
 
 
+# A value that is a key by its look, under a key that does not say so.
+SK_VALUE = "sk-proj-" + "Q7x" * 8
+CARD_SECRETS = ("hunter2", "sk-inline-secret", "hf-token-sentinel", "auth-sentinel-123", SK_VALUE)
+
+
 def export(run, tmp_path, monkeypatch, **export_section):
     key = "sk-card-sentinel-42"
     monkeypatch.setenv("CARD_TEST_KEY", key)
@@ -226,7 +234,12 @@ def export(run, tmp_path, monkeypatch, **export_section):
                     "base_url": "https://user:hunter2@example.com/v1",
                     "model": "some/model",
                     "api_key_env": "CARD_TEST_KEY",
-                    "extra_body": {"api_key": "sk-inline-secret"},
+                    "extra_body": {
+                        "api_key": "sk-inline-secret",
+                        "hf_token": "hf-token-sentinel",
+                        "headers": {"Authorization": "Bearer auth-sentinel-123", "X-Trace": SK_VALUE},
+                        "stop_token_ids": [2],
+                    },
                 }
             },
             "policy": {"engine": "endpoint"},
@@ -268,8 +281,8 @@ def test_export_writes_every_format_a_card_and_pushes_to_a_local_folder(small_ru
     ]
     for expected in ("some/model", "https://example.com/v1", "CARD_TEST_KEY", "| preference.parquet | 6 |"):
         assert expected in card
-    assert 'load_dataset("parquet", data_files="revision.parquet"' in card
-    for secret in (key, "hunter2", "sk-inline-secret"):
+    assert "revision = load_dataset(SFT, 'revision', split=\"train\")" in card
+    for secret in (key, *CARD_SECRETS):
         assert secret not in card
     assert stats["thought_lengths"]["journey"]["n"] == 2 and stats["backtracks_per_journey"]["max"] == 1
     pushed = hub / "dataset" / "journey-data"
@@ -288,6 +301,74 @@ def test_export_writes_only_the_configured_formats(small_run, tmp_path, monkeypa
         "stepwise.parquet",
     ]
     assert stats["journeys"] == 2  # the stats of the run do not depend on the formats written
+
+
+def _card(sft) -> tuple[dict, dict, str]:
+    """The card's front matter, its config section, and its loading code."""
+    card = (sft / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    config = yaml.safe_load(card.split("## Config\n\n```yaml\n")[1].split("```")[0])
+    return front, config, card.split("## Loading\n\n```python\n")[1].split("```")[0]
+
+
+def test_the_card_shows_every_setting_and_no_credential(small_run, tmp_path, monkeypatch):
+    export(small_run, tmp_path, monkeypatch)
+    _, config, _ = _card(small_run / "sft")
+    defaults = config_mod.load().raw
+    # Token counts and token ids are settings: shown with their values.
+    assert config["policy"]["max_step_tokens"] == defaults["policy"]["max_step_tokens"]
+    assert config["critic"]["max_tokens"] == defaults["critic"]["max_tokens"]
+    assert config["polish"]["max_tokens"] == defaults["polish"]["max_tokens"]
+    endpoint = config["engines"]["endpoint"]
+    assert endpoint["extra_body"]["stop_token_ids"] == [2] and endpoint["api_key_env"] == "CARD_TEST_KEY"
+    # Credentials, by key or by the look of the value, are not.
+    assert endpoint["extra_body"]["api_key"] == endpoint["extra_body"]["hf_token"] == "<redacted>"
+    assert endpoint["extra_body"]["headers"] == {"Authorization": "<redacted>", "X-Trace": "<redacted>"}
+    assert endpoint["base_url"] == "https://example.com/v1"
+    card = (small_run / "sft" / "README.md").read_text()
+    assert not any(secret in card for secret in CARD_SECRETS)
+
+
+def test_public_config_redacts_credentials_and_keeps_settings():
+    from pipeline.formats.redact import public_config
+
+    secrets = {
+        "api_key": "x", "token": "t", "hf_token": "t", "password": "p", "client_secret": "s",
+        "Authorization": "a", "apiKey": "k", "basic_auth": ["u", "p"], "note": "hf_" + "b" * 34,
+        "url": "https://h/v1?api_key=k1",
+    }  # fmt: skip
+    settings = {
+        "max_tokens": 128, "max_step_tokens": 96, "stop_token_ids": [2], "eos_token": "<|im_end|>",
+        "api_key_env": "OPENAI_API_KEY", "keep": 2, "tokens": 3, "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "url": "https://h/v1?region=eu",
+    }  # fmt: skip
+    shown = public_config({"s": secrets, "k": settings})
+    assert shown["k"] == settings
+    assert all(v == "<redacted>" for k, v in shown["s"].items() if k != "url")
+    assert shown["s"]["url"] == "https://h/v1?api_key=<redacted>"
+
+
+def test_the_sft_folder_loads_without_a_config_name_and_the_card_code_runs_anywhere(
+    small_run, tmp_path, monkeypatch
+):
+    from datasets import load_dataset
+
+    stats, _ = export(small_run, tmp_path, monkeypatch)
+    sft = small_run / "sft"
+    front, _, code = _card(sft)
+    assert [c["config_name"] for c in front["configs"] if c.get("default")] == ["journey"]
+    journeys = load_dataset(str(sft), split="train")
+    assert journeys.num_rows == 2 and journeys.column_names[0] == "messages"
+    assert journeys[0]["messages"][1]["content"] == "Add.\n\nWait, no.\n\nSo \\boxed{4}."
+    # The card's code from a working directory that has nothing to do with the run.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded: dict = {}
+    exec(code, loaded)
+    for name, rows in stats["exports"].items():
+        assert loaded[name.removesuffix(".parquet")].num_rows == rows
+    assert loaded["o1_journey"][0]["longCOT"].endswith("\n#### 4")
 
 
 def test_export_defaults_write_all_formats():

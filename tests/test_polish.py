@@ -187,6 +187,30 @@ def test_one_attempt_means_no_retry(tmp_path, monkeypatch):
     assert (stats["attempts_made"], stats["passed_by_attempt"], stats["fallback"]) == ({"1": 2}, {"1": 0}, 2)
 
 
+class EchoingPolisher(ScriptedPolisher):
+    """Keeps everything, then echoes the prompt's instruction, as the 135M polisher did; told so, stops."""
+
+    def _answer(self, request) -> Completion:
+        if "repeated these instructions" in user_turn(request):
+            return Completion("So: " + RAW, 60, "stop")
+        return Completion("So: " + RAW + "\n\nRewrite the scratch work as fluent reasoning.", 70, "stop")
+
+
+def test_a_rewrite_that_echoes_the_prompt_is_not_kept_and_the_retry_is_told(tmp_path, monkeypatch):
+    write_thoughts(tmp_path / "t.parquet", ids=("echo",))
+    polisher = EchoingPolisher()
+    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
+
+    run_polish(load(overrides={"polish": {"attempts": 2}}), tmp_path / "t.parquet", tmp_path / "p.parquet")
+
+    row = rows_by_id(tmp_path / "p.parquet")["echo"]
+    assert row["polish_attempt_failed"][0] == [
+        "echo: repeats the prompt's instruction 'Rewrite the scratch work as fluent reasoning.'"
+    ]
+    assert (row["polish_status"], row["text"]) == ("polished", "So: " + RAW)
+    assert "instruction" not in row["text"]
+
+
 # --- the embedded model in vLLM -----------------------------------------------------------------
 
 

@@ -10,10 +10,10 @@ from dataclasses import asdict
 
 import pytest
 
-from pipeline.report import run_report
+from pipeline.report import compare_runs, run_report
 from pipeline.report.html import safe_name, script_json
 from pipeline.report.keywords import keyword_counts, profile, word_count
-from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, write_table
+from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PREFERENCE_SCHEMA, PROBLEM_SCHEMA, write_table
 from trees.model import Node
 
 EVIL = "Is <script>alert(1)</script> bigger than </script><!-- & 2?"
@@ -387,3 +387,210 @@ def test_without_config_yaml_the_deepest_level_is_taken_as_max_depth(tmp_path):
     page = (tmp_path / "report" / "problems" / safe_name("half")).read_text()
     assert _marks(page, 5) == {"verdict": "critic: incorrect", "check": "cut at max depth"}
     assert _marks(page, 6)["check"] == "no final answer"
+
+
+# Two runs with several methods. Run A: trees for p1-p3; the tree walk gives journeys for p1 and p2;
+# propose-critique verifies p1 and p2 and fails p3 (its thought holds a script); outcome samples two
+# solutions for p1 (one verifies) and two for p2 (none does). Run B: the same for p2, p4 and p3 (so
+# its propose-critique fails p3 too), other stats.json figures, twice the engine tokens.
+def _method_row(pid: str, method: str, kind: str, text: str, correct: bool, **extra) -> dict:
+    n = extra.pop("n", 0)
+    row = {
+        "problem_id": pid, "thought_id": f"{pid}/{method}/{kind}-{n}", "kind": kind,
+        "problem": f"What is {pid}?", "reference": "2", "text": text, "steps": ["s"], "visits": [],
+        "shortcut": [], "n_steps": 1, "n_backtracks": 0, "answer": "2" if correct else "3", "seed": 0,
+        "method": method, "n_reflections": 0, "correct": correct, "engine_tokens": 0,
+        "raw_text": text, "polished_text": "", "polish_status": "passthrough", "polish_failed": [],
+    }  # fmt: skip
+    return {**row, **extra}
+
+
+PC_TEXT_1 = "wait " * 3 + "x " * 7  # 10 words, 3 "wait"
+PC_TEXT_2 = "therefore " + "y " * 9  # 10 words, 1 "therefore"
+PC_EVIL = "Step one. <script>alert(9)</script> Wait, I give up."
+
+
+def _methods_rows(pids: list[str], scale: int = 1) -> list[dict]:
+    tree = [
+        _method_row(pid, "tree", "journey", "Try 3. Wait, go back. Therefore \\boxed{2}.", True,
+                    visits=[0, 1, 0, 2, 3], shortcut=[0, 2, 3], n_backtracks=1, n_reflections=1,
+                    polished_text="Polished walk", polish_status=status)
+        for pid, status in zip(pids[:2], ["polished", "fallback"])
+    ]  # fmt: skip
+    pc = [
+        _method_row(pids[0], "propose-critique", "journey", PC_TEXT_1, True, n_steps=3, n_backtracks=2,
+                    n_reflections=3, engine_tokens=100 * scale, polish_status="polished",
+                    polished_text="Polished " + PC_TEXT_1),
+        _method_row(pids[1], "propose-critique", "journey", PC_TEXT_2, True, n_steps=5, n_backtracks=1,
+                    n_reflections=2, engine_tokens=200 * scale, polish_status="polished",
+                    polished_text=PC_TEXT_2),
+        _method_row(pids[2], "propose-critique", "journey", PC_EVIL, False, n_steps=2,
+                    engine_tokens=330 * scale),
+    ]  # fmt: skip
+    outcome = [
+        _method_row(pid, "outcome", "solution", f"Solution {i}: \\boxed{{{2 if ok else 3}}}", ok, n=i,
+                    engine_tokens=10)
+        for pid, oks in [(pids[0], [True, False]), (pids[1], [False, False])]
+        for i, ok in enumerate(oks)
+    ]  # fmt: skip
+    return tree + pc + outcome
+
+
+def _write_methods_run(run, pids: list[str], stats: dict, scale: int = 1) -> None:
+    problems = [{"problem_id": p, "problem": f"What is {p}?", "answer": "2", "source": "t", "meta": "{}"}
+                for p in pids]  # fmt: skip
+    write_table(problems, PROBLEM_SCHEMA, run / "problems" / "shard-00000.parquet")
+    nodes = [asdict(n) for p in pids for n in _nodes(p, f"What is {p}?")]
+    write_table(nodes, NODE_SCHEMA, run / "trees" / "shard-00000.parquet")
+    write_table(_methods_rows(pids, scale), POLISHED_SCHEMA, run / "polished" / "shard-00000.parquet")
+    pairs = [{"problem_id": pids[0], "source": s} for s in ("tree", "tree", "outcome")]
+    write_table(pairs, PREFERENCE_SCHEMA, run / "sft" / "preference.parquet")
+    (run / "stats.json").write_text(json.dumps(stats))
+
+
+STATS_A = {
+    "run": "alpha", "problems_valid": 3, "problems_with_journey": 2, "nodes_generated": 12,
+    "nodes_kept": 9, "nodes_pruned": 3,
+    "correct_leaves": 3, "journeys": 2, "journeys_with_backtrack": 2,
+    "backtracks_per_journey": {"mean": 1.0}, "tokens": {"policy": 500, "scorer": 100},
+    "polish_guard_pass_rate": 0.5, "wall_s": {"trees": 10.0, "polish": 5.0},
+}  # fmt: skip
+STATS_B = {
+    **STATS_A, "run": "beta", "nodes_generated": 20, "tokens": {"policy": 800, "scorer": 100},
+    "polish_guard_pass_rate": 0.75, "wall_s": {"trees": 12.5, "polish": 5.0},
+}  # fmt: skip
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    _write_methods_run(tmp_path / "a", ["p1", "p2", "p3"], STATS_A)
+    _write_methods_run(tmp_path / "b", ["p2", "p4", "p3"], STATS_B, scale=2)
+    return tmp_path / "a", tmp_path / "b"
+
+
+def _table_rows(html: str, table_id: str) -> list[list[str]]:
+    table = re.search(rf"<table id=.{table_id}.>(.*?)</table>", html, flags=re.S).group(1)
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", table)]
+
+
+def test_method_table_figures(two_runs, tmp_path):
+    run_report(two_runs[0], tmp_path / "report")
+    index = (tmp_path / "report" / "index.html").read_text()
+    head, *rows = _table_rows(index, "method-table")
+    table = {r[0]: dict(zip(head, r)) for r in rows}
+    assert list(table) == ["tree", "propose-critique", "outcome"]
+    tree, pc, outcome = table["tree"], table["propose-critique"], table["outcome"]
+    # Yield of attempted problems; p1 and p2 are the problems every method attempted.
+    assert tree["yield"] == "2 (66.7%)" and pc["yield"] == "2 (66.7%)" and outcome["yield"] == "1 (50.0%)"
+    assert outcome["attempted"] == "2" and tree["attempted"] == "3"
+    shared = "yield on the 2 problems all attempted"
+    assert (tree[shared], pc[shared], outcome[shared]) == ("100.0%", "100.0%", "50.0%")
+    # propose-critique: its two verified thoughts (p3's failed one counts in no mean).
+    assert pc["accepted / thoughts"] == "2 / 3"
+    assert pc["length: chars / steps (mean)"] == f"{(len(PC_TEXT_1) + len(PC_TEXT_2)) / 2:g} / 4"
+    assert pc["backtracks / thought"] == "1.5" and pc["reflections / thought"] == "2.5"
+    assert pc["wait /1000 words"] == "150" and pc["therefore /1000 words"] == "50"
+    assert pc["engine tokens / accepted thought"] == "315"  # (100 + 200 + 330) / 2
+    assert tree["engine tokens / accepted thought"] == "300"  # stats.json's 500 + 100 over 2 journeys
+    assert pc["polish guard pass rate"] == "100.0%" and tree["polish guard pass rate"] == "50.0%"
+    # Sampled solutions: the share correct and the pairs exported instead of a length.
+    assert outcome["length: chars / steps (mean)"] == "25.0% correct \u00b7 1 pairs"
+    assert outcome["engine tokens / accepted thought"] == "40" and outcome["backtracks / thought"] == "\u2013"
+    note = re.search(r"<p class='muted' id='tree-tokens-note'>(.*?)</p>", index).group(1)
+    assert "policy, scorer and annotator tokens of the trees stage" in note  # how tree tokens count
+
+
+def test_single_method_run_has_one_row(site):
+    out, _ = site
+    index = (out / "index.html").read_text()
+    head, *rows = _table_rows(index, "method-table")
+    assert [r[0] for r in rows] == ["tree"] and "<h2>Method</h2>" in index
+    assert not any(h.startswith("yield on the") for h in head)
+
+
+def test_problem_page_shows_each_methods_thought(two_runs, tmp_path):
+    run_report(two_runs[0], tmp_path / "report")
+    page = (tmp_path / "report" / "problems" / safe_name("p1")).read_text()
+    sections = re.findall(r'<section class="method" id="method-([\w-]+)"', page)
+    assert sections == ["tree", "propose-critique", "outcome"]
+    pc = page[page.index('id="method-propose-critique"') : page.index('id="method-outcome"')]
+    # Raw and polished differ: both, side by side; the walk on the tree stays the tree method's.
+    assert f"<pre class='raw'>{PC_TEXT_1}</pre>" in pc and f"<pre>Polished {PC_TEXT_1}</pre>" in pc
+    assert "1 of 2 sampled solutions verify." in page
+    walk = json.loads(re.search(r'id="walk-data">(.*?)</script>', page).group(1))
+    assert [w["thought_id"] for w in walk] == ["p1/tree/journey-0"]
+    # p2's propose-critique thought: the polisher returned it unchanged, so it shows once.
+    p2 = (tmp_path / "report" / "problems" / safe_name("p2")).read_text()
+    assert "(polisher output identical)" in p2 and p2.count(PC_TEXT_2) == 1
+
+
+def test_script_in_a_methods_thought_is_text(two_runs, tmp_path):
+    run_report(two_runs[0], tmp_path / "report")
+    page = (tmp_path / "report" / "problems" / safe_name("p3")).read_text()
+    assert "<script>alert(9)" not in page
+    assert "Step one. &lt;script&gt;alert(9)&lt;/script&gt; Wait, I give up." in page
+    assert "\u2717 not verified" in page
+
+
+def test_compare_page_puts_both_runs_side_by_side(two_runs, tmp_path):
+    out = tmp_path / "compare"
+    stats = compare_runs(*two_runs, out)
+    index = (out / "index.html").read_text()
+    assert "Runs compared: A alpha vs B beta" in index
+    head = {r[0]: r[1:] for r in _table_rows(index, "headline")}
+    assert head["generated nodes"] == ["12", "20", "+8"]
+    assert head["tokens: total"] == ["600", "900", "+300"]
+    assert head["polish guard pass rate"] == ["50.0%", "75.0%", "+25.0 pp"]
+    assert head["wall time: trees (s)"] == ["10", "12.5", "+2.5"]
+    assert head["yield (problems with a journey)"] == ["66.7%", "66.7%", "+0.0 pp"]
+    methods = {(r[0], r[1]): r[2:] for r in _table_rows(index, "method-compare")[1:]}
+    # Run B's engine methods spent twice the tokens: (200 + 400 + 660) / 2 accepted thoughts.
+    assert methods["propose-critique", "engine tokens / accepted thought"] == ["315", "630", "+315"]
+    assert methods["tree", "engine tokens / accepted thought"] == ["300", "450", "+150"]
+    assert methods["outcome", "share correct"] == ["25.0%", "25.0%", "+0.0 pp"]
+    # Shared problems p2 and p3, each with a page holding both runs' thoughts, escaped.
+    assert stats["shared_problems"] == 2 and stats["pair_pages"] == 2
+    assert re.findall(r"<tr data-problem-id='(\w+)'>", index) == ["p2", "p3"]
+    pair = (out / "problems" / safe_name("p3")).read_text()
+    assert pair.count("Step one. &lt;script&gt;alert(9)") == 2 and "<script>alert(9)" not in pair
+    assert "A: alpha" in pair and "B: beta" in pair
+
+
+def test_compare_with_a_missing_run_or_file_is_one_line_error(two_runs, tmp_path, capsys):
+    from pipeline.cli import main
+
+    missing = tmp_path / "nope"
+    args = ["report", "--compare", str(two_runs[0]), str(missing), "--out-dir", str(tmp_path / "c")]
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"error: run directory {missing} not found\n"
+    (two_runs[1] / "stats.json").unlink()
+    assert main(["report", "--compare", *map(str, two_runs), "--out-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {two_runs[1] / 'stats.json'} not found") and err.count("\n") == 1
+    assert main(["report", "--run-dir", str(missing), "--out-dir", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == f"error: run directory {missing} not found\n"
+
+
+def test_a_run_from_before_the_methods_reads_as_the_tree_walk(tmp_path):
+    import pyarrow.parquet as pq
+
+    _write_run(tmp_path / "run", [("plain", "What is 1 + 1?")], shards=1)
+    shard = tmp_path / "run" / "polished" / "shard-00000.parquet"
+    old = pq.read_table(shard).drop_columns(["method", "n_reflections", "correct", "engine_tokens"])
+    pq.write_table(old, shard)
+    run_report(tmp_path / "run", tmp_path / "report")
+    head, *rows = _table_rows((tmp_path / "report" / "index.html").read_text(), "method-table")
+    tree = dict(zip(head, rows[0]))
+    assert len(rows) == 1 and tree["method"] == "tree" and tree["yield"] == "1 (100.0%)"
+    assert tree["reflections / thought"] == "1"  # one per backtrack, as the tree walk writes them
+
+
+def test_compare_limits_the_pair_pages_with_a_note(two_runs, tmp_path, monkeypatch):
+    import pipeline.report.compare as compare
+
+    monkeypatch.setattr(compare, "PAIR_PAGES", 1)
+    stats = compare_runs(*two_runs, tmp_path / "compare")
+    index = (tmp_path / "compare" / "index.html").read_text()
+    assert stats["pair_pages"] == 1 and len(list((tmp_path / "compare" / "problems").iterdir())) == 1
+    note = re.search(r"<p class='muted' id='pair-limit'>(.*?)</p>", index).group(1)
+    assert note == "pages for the first 1 of 2 shared problems (in run A's order)"

@@ -8,8 +8,16 @@ import shutil
 
 import pytest
 
-from pipeline.report import run_report
-from tests.test_report import EVIL, EVIL_ID, _write_judged_run, _write_run
+from pipeline.report import compare_runs, run_report
+from tests.test_report import (
+    EVIL,
+    EVIL_ID,
+    STATS_A,
+    STATS_B,
+    _write_judged_run,
+    _write_methods_run,
+    _write_run,
+)
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
@@ -39,6 +47,15 @@ def judged_site(tmp_path_factory):
     _write_judged_run(tmp / "run")
     run_report(tmp / "run", tmp / "report")
     return tmp / "report"
+
+
+@pytest.fixture(scope="module")
+def compare_site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    _write_methods_run(tmp / "a", ["p1", "p2", "p3"], STATS_A)
+    _write_methods_run(tmp / "b", ["p2", "p4", "p3"], STATS_B, scale=2)
+    compare_runs(tmp / "a", tmp / "b", tmp / "compare")
+    return tmp / "compare"
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +140,14 @@ def test_verdict_and_answer_check_show_as_two_marks(judged_site, browser):
     panel = browser.find_element(By.ID, "panel-body").text
     assert "answer <b>7</b> \u2717 wrong \u00b7 math-verify" in panel and "tree value\n0.00" in panel
     assert console_errors(browser) == []
+
+
+def test_compare_pages_load_without_console_errors(compare_site, browser):
+    for page in [compare_site / "index.html", problem_page(compare_site, "p3")]:
+        browser.get(page.as_uri())
+        assert console_errors(browser) == [], page
+    # Both runs' failed propose-critique thoughts hold a script: shown as text, never run.
+    sides = browser.find_elements(By.CSS_SELECTOR, '[data-method="propose-critique"] .pair > div')
+    assert [("<script>alert(9)</script>" in s.text) for s in sides] == [True, True]
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert  # noqa: B018 - an executed alert() would be waiting here

@@ -270,7 +270,7 @@ def test_every_format_loads_with_datasets_and_trl_reads_it(run):
         assert nodes[r["problem_id"], r["correct_leaf"]]["answer_correct"] is True
         assert r["n_wrong"] <= 4 and r["prompt"][-1]["role"] == "user"
     for r in data["o1_journey.parquet"]:
-        assert r["longCOT"].endswith("\n####") and r["answer"]
+        assert r["answer"] and r["longCOT"].endswith(f"\n#### {r['answer']}")
     info = json.loads((sft / "dataset_info.json").read_text())
     assert {e["file_name"] for e in info.values()} == {
         "journey_sharegpt.parquet",

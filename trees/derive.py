@@ -164,18 +164,24 @@ def _end_sentence(text: str) -> str:
     return text if text.rstrip(_CLOSERS).endswith(_SENTENCE_END) else text + "."
 
 
-def _reflection(
-    tree: Tree, detour: list[int], back_to: int, rng: random.Random, transitions: Transitions
-) -> str:
-    judged = next((i for i in detour if tree.nodes[i].verdict == "incorrect"), detour[-1])
-    rationale = _squash(tree.nodes[judged].rationale or "", RATIONALE_CHARS)
+def reflection_text(rationale: str, back_to: str, rng: random.Random, transitions: Transitions) -> str:
+    """A backtrack's reflection: a reflect phrase around the rationale (or one without), then a
+    return phrase naming the step gone back to. Shared by the tree walk and the engine methods."""
+    rationale = _squash(rationale or "", RATIONALE_CHARS)
     if rationale:
         opening = rng.choice(transitions.reflect).replace("{rationale}", rationale)
     else:
         opening = rng.choice(transitions.reflect_no_rationale)
-    step = _squash(tree.nodes[back_to].step, STEP_CHARS)
+    step = _squash(back_to, STEP_CHARS)
     closing = rng.choice(transitions.return_).replace("{step}", step)
     return f"{_end_sentence(opening)} {_end_sentence(closing)}"
+
+
+def _reflection(
+    tree: Tree, detour: list[int], back_to: int, rng: random.Random, transitions: Transitions
+) -> str:
+    judged = next((i for i in detour if tree.nodes[i].verdict == "incorrect"), detour[-1])
+    return reflection_text(tree.nodes[judged].rationale or "", tree.nodes[back_to].step, rng, transitions)
 
 
 def _detour_candidates(

@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-import re
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
 
 import yaml
 
-_SECRET_KEY = re.compile(r"key|token|secret|password|authorization", re.IGNORECASE)
+from pipeline.formats.redact import public_config
+
+# The config `load_dataset(<this folder>)` returns when no config name is given.
+DEFAULT_FILE = "journey.parquet"
 
 # What each file is and which trainer takes it as is.
 DESCRIPTIONS = {
     "journey.parquet": "SFT on journeys (long thoughts with backtracking); TRL SFTTrainer, conversational `messages`",
     "shortcut.parquet": "SFT on shortcuts of the same trees; TRL SFTTrainer, conversational `messages`",
-    "preference.parquet": "preference pairs, correct vs wrong leaf of one tree; TRL DPOTrainer, `prompt, chosen, rejected`",
+    "preference.parquet": "preference pairs, correct vs wrong: leaves of one tree (`source` tree) or sampled solutions (`source` outcome); TRL DPOTrainer, `prompt, chosen, rejected`",
     "stepwise.parquet": "stepwise supervision from root-to-leaf paths; TRL stepwise format, `prompt, completions, labels`",
     "revision.parquet": "revision trajectories (wrong attempts, then a correct one); TRL SFTTrainer, `prompt, completion`",
-    "o1_journey.parquet": "the GAIR O1-Journey release layout, `question, longCOT, answer`",
+    "o1_journey.parquet": "the GAIR O1-Journey release layout, `question, longCOT` (the thought, then `#### <answer>`), `answer`",
     "journey_sharegpt.parquet": "journeys for LLaMA-Factory (sharegpt, see dataset_info.json)",
     "shortcut_sharegpt.parquet": "shortcuts for LLaMA-Factory (sharegpt, see dataset_info.json)",
 }
-
-
-def _scrub_url(url: str) -> str:
-    """
-    >>> _scrub_url("https://user:pw@host:8000/v1")
-    'https://host:8000/v1'
-    """
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def public_config(value, key: str = ""):
-    """The config with anything that could hold a secret removed; `*_env` names of variables stay.
-
-    >>> public_config({"base_url": "http://u:p@h/v1", "api_key_env": "K", "extra_body": {"api_key": "x"}})
-    {'base_url': 'http://h/v1', 'api_key_env': 'K', 'extra_body': {'api_key': '<redacted>'}}
-    """
-    if isinstance(value, dict):
-        return {k: public_config(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [public_config(v, key) for v in value]
-    if _SECRET_KEY.search(key) and not key.endswith("_env"):
-        return "<redacted>"
-    if isinstance(value, str) and "://" in value:
-        return _scrub_url(value)
-    return value
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
@@ -69,7 +45,42 @@ def _causes(causes: list[dict]) -> str:
     return "\nWhat cost yield:\n\n" + _table(("cause", "count", "setting", "what to change"), rows) + "\n"
 
 
-def dataset_card(config: dict, stats: dict) -> str:
+def default_file(parquet: list[str]) -> str | None:
+    """The file `load_dataset(folder)` loads: the journeys, or the first file with rows when there are none.
+
+    >>> default_file(["shortcut.parquet", "journey.parquet"]), default_file(["stepwise.parquet"]), default_file([])
+    ('journey.parquet', 'stepwise.parquet', None)
+    """
+    # With several configs and none marked default, `load_dataset(folder)` refuses to pick one.
+    return DEFAULT_FILE if DEFAULT_FILE in parquet else next(iter(parquet), None)
+
+
+def _config_entry(name: str, default: bool) -> dict:
+    entry = {"config_name": name.removesuffix(".parquet"), "data_files": [{"split": "train", "path": name}]}
+    return entry | {"default": True} if default else entry
+
+
+def _loading(parquet: list[str], sft_dir: Path) -> str:
+    """Python that loads each file from any working directory (the folder's absolute path, its configs)."""
+    lines = [
+        "from datasets import load_dataset",
+        "",
+        "# This folder as the run wrote it; for a copy pushed with export.push_to_hub, its dataset repo id.",
+        f"SFT = {str(sft_dir)!r}",
+        "",
+    ]
+    default = default_file(parquet)
+    for f in parquet:
+        name = "" if f == default else f", {f.removesuffix('.parquet')!r}"
+        note = " (the default config)" if f == default else ""
+        lines.append(
+            f'{f.removesuffix(".parquet")} = load_dataset(SFT{name}, split="train")  # {DESCRIPTIONS[f]}{note}'
+        )
+    return "\n".join(lines)
+
+
+def dataset_card(config: dict, stats: dict, sft_dir: str | Path) -> str:
+    """The card for the files in sft_dir; its loading code names that folder by its absolute path."""
     config = public_config(config)
     exports: dict[str, int] = stats["exports"]
     # Only files with rows are offered; an empty one is named as empty, never advertised.
@@ -77,10 +88,7 @@ def dataset_card(config: dict, stats: dict) -> str:
     empty = [f for f in exports if f.endswith(".parquet") and not exports[f]]
     report = stats.get("yield_report") or {}
     front = {
-        "configs": [
-            {"config_name": f.removesuffix(".parquet"), "data_files": [{"split": "train", "path": f}]}
-            for f in parquet
-        ],
+        "configs": [_config_entry(f, f == default_file(parquet)) for f in parquet],
         "tags": ["journey-learning", "reasoning", "trl"],
     }
     engines = [
@@ -89,9 +97,6 @@ def dataset_card(config: dict, stats: dict) -> str:
     ]
     lengths = stats["thought_lengths"]
     backtracks = stats["backtracks_per_journey"]
-    loading = "\n".join(
-        f'load_dataset("parquet", data_files="{f}", split="train")  # {DESCRIPTIONS[f]}' for f in parquet
-    )
     return f"""---
 {yaml.safe_dump(front, sort_keys=False)}---
 
@@ -127,9 +132,7 @@ Backtracks per journey: mean {backtracks["mean"]}, max {backtracks["max"]}, hist
 ## Loading
 
 ```python
-from datasets import load_dataset
-
-{loading}
+{_loading(parquet, Path(sft_dir).resolve())}
 ```
 
 LLaMA-Factory: put this folder in its `data/` and use the entries of `dataset_info.json`.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pipeline.formats.paths import assistant, user
 
-O1_JOURNEY_END = "\n####"
+# GSM8K's answer marker, which the O1-Journey release (GAIR/o1-journey, train.jsonl) puts between the long
+# thought and the final answer; its readers split `longCOT` on "\n####" and strip what follows.
+O1_JOURNEY_MARKER = "\n#### "
 
 
 def sft_row(row: dict) -> dict:
@@ -37,13 +39,13 @@ def sharegpt_info(file_name: str) -> dict:
 
 
 def o1_journey_row(row: dict) -> dict:
-    """The GAIR O1-Journey release layout: the long thought closed by a "####" line, then the answer.
+    """The GAIR O1-Journey release layout: the long thought, a "####" line with the final answer, the answer.
 
     >>> o1_journey_row({"problem": "1+1?", "text": "So \\\\boxed{2}.\\n", "answer": "2"})
-    {'question': '1+1?', 'longCOT': 'So \\\\boxed{2}.\\n####', 'answer': '2'}
+    {'question': '1+1?', 'longCOT': 'So \\\\boxed{2}.\\n#### 2', 'answer': '2'}
     """
     return {
         "question": row["problem"],
-        "longCOT": row["text"].rstrip() + O1_JOURNEY_END,
+        "longCOT": row["text"].rstrip() + O1_JOURNEY_MARKER + row["answer"],
         "answer": row["answer"],
     }

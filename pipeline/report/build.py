@@ -7,12 +7,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from pipeline.report.diagnostics import diagnostics_html, yield_section
 from pipeline.report.html import safe_name
 from pipeline.report.index_page import index_page, index_row
 from pipeline.report.marks import Limits
+from pipeline.report.methods import method_figures, methods_html
 from pipeline.report.summary import generated_nodes, leaf_outcomes, summarize, summary_html
 from pipeline.report.tree_page import problem_page
 from pipeline.tables import (
@@ -25,9 +28,23 @@ from pipeline.tables import (
 )
 from trees.model import Tree, trees_from_table
 
+# Thought columns added with the thoughts methods. Runs from before them still open (a compare of an
+# older run with a newer one needs that): their rows read as the tree walk's, methods.py's defaults.
+LATER_COLUMNS = ("method", "n_reflections", "correct", "engine_tokens")
 
-def _rows(paths: list[Path], schema) -> list[dict]:
-    return [r for p in paths for r in read_table(p, schema).to_pylist()]
+
+def _rows(paths: list[Path], schema: pa.Schema) -> list[dict]:
+    rows = []
+    for path in paths:
+        present = set(pq.read_schema(path).names)
+        absent = [n for n in LATER_COLUMNS if n in schema.names and n not in present]
+        kept = pa.schema([f for f in schema if f.name not in absent])
+        rows += [{**dict.fromkeys(absent), **r} for r in read_table(path, kept).to_pylist()]
+    return rows
+
+
+class RunFilesError(FileNotFoundError):
+    """A run directory, or a file the report needs in it, is missing; the message names the path."""
 
 
 @dataclass
@@ -39,6 +56,11 @@ class Run:
     thoughts: list[dict]
     stats: dict
     limits: Limits
+    outcome_pairs: int | None = None  # preference pairs export made of the outcome method's samples
+
+    def methods(self) -> list[dict]:
+        """The per-method figures (methods.py) of this run."""
+        return method_figures(self.thoughts, self.trees, self.stats, self.outcome_pairs)
 
 
 def _limits(run_dir: Path, trees: dict[str, Tree]) -> Limits:
@@ -53,9 +75,22 @@ def _limits(run_dir: Path, trees: dict[str, Tree]) -> Limits:
     return Limits(max(depths, default=None))
 
 
+def _outcome_pairs(run_dir: Path) -> int | None:
+    """Rows of sft/preference.parquet made from sampled solutions; None before export or without
+    the preference format."""
+    path = run_dir / "sft" / "preference.parquet"
+    # Files from before the outcome method have no source column: all their pairs came from trees.
+    if not path.is_file() or "source" not in pq.read_schema(path).names:
+        return None
+    sources = pq.read_table(path, columns=["source"]).column("source").to_pylist()
+    return sum(s == "outcome" for s in sources)
+
+
 def load_run(run_dir: Path) -> Run:
     """A run's problems, trees by problem id, thoughts, stats and policy limits; the polished thoughts
     where the polish stage ran, else the derived ones; missing stages give empty lists."""
+    if not run_dir.is_dir():
+        raise RunFilesError(f"run directory {run_dir} not found")
     problems = _rows(sorted(run_dir.glob("problems/shard-*.parquet")), PROBLEM_SCHEMA)
     references = {p["problem_id"]: p["answer"] for p in problems}
     trees: dict[str, Tree] = {}
@@ -69,7 +104,7 @@ def load_run(run_dir: Path) -> Run:
         thoughts = _rows(sorted(run_dir.glob("thoughts/shard-*.parquet")), THOUGHT_SCHEMA)
     stats_file = run_dir / "stats.json"
     stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
-    return Run(problems, trees, thoughts, stats, _limits(run_dir, trees))
+    return Run(problems, trees, thoughts, stats, _limits(run_dir, trees), _outcome_pairs(run_dir))
 
 
 def run_report(run_dir: str | Path, out_dir: str | Path) -> dict:
@@ -106,7 +141,8 @@ def run_report(run_dir: str | Path, out_dir: str | Path) -> dict:
         index_rows.append(index_row(pid, name, text, reference, tree_stats, own))
     summary = summarize(problems, trees, thoughts, run.stats)
     title = f"Journey report: {summary['run'] or run_dir.name}"
-    top = yield_section(run.stats) + summary_html(summary) + diagnostics_html(run.stats)
+    top = yield_section(run.stats) + summary_html(summary) + methods_html(run.methods())
+    top += diagnostics_html(run.stats)
     index = index_page(title, top, index_rows)
     write_text(out_dir / "index.html", index)
     return {

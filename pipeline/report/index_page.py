@@ -6,6 +6,7 @@ from __future__ import annotations
 from pipeline.report.diagnostics import CSS as DIAGNOSTICS_CSS
 from pipeline.report.html import clip, esc, page
 from pipeline.report.keywords import KEYWORDS, keyword_counts
+from pipeline.report.methods import accepted
 
 SNIPPET_CHARS = 100
 ANSWER_CHARS = 40
@@ -77,7 +78,7 @@ def index_row(
     problem_id: str, file_name: str, problem: str, reference: str, tree_stats: dict, thoughts: list[dict]
 ) -> list:
     """One compact row per problem, in COLUMNS order; tree_stats["nodes"] counts generated nodes."""
-    journeys = [t for t in thoughts if t["kind"] == "journey"]
+    journeys = [t for t in thoughts if t["kind"] == "journey" and accepted(t)]
     kw = [0] * len(KEYWORDS)
     for t in journeys:
         for i, v in enumerate(keyword_counts(t["text"]).values()):

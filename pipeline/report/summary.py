@@ -8,6 +8,7 @@ import statistics
 from pipeline.report.charts import bar_chart, histogram
 from pipeline.report.html import esc
 from pipeline.report.keywords import KEYWORDS, profile
+from pipeline.report.methods import accepted
 from trees.model import ROOT_ID, Tree
 
 NODE_COUNTS = ("generated", "kept", "pruned")
@@ -36,7 +37,8 @@ def leaf_outcomes(tree: Tree) -> tuple[int, int]:
 
 
 def summarize(problems: list[dict], trees: dict[str, Tree], thoughts: list[dict], stats: dict) -> dict:
-    journeys = [t for t in thoughts if t["kind"] == "journey"]
+    # As export counts them: an engine method's thought whose answer does not verify is no journey.
+    journeys = [t for t in thoughts if t["kind"] == "journey" and accepted(t)]
     with_journey = {t["problem_id"] for t in journeys}
     sizes = [generated_nodes(t) for t in trees.values()]
     outcomes = [leaf_outcomes(t) for t in trees.values()]

@@ -1,5 +1,5 @@
 """One page per problem: the tree as nested <details>, the journey's walk and the shortcut on it, a
-panel with a clicked node's scores and rationale, and the raw and polished long thoughts side by side.
+panel with a clicked node's scores and rationale, and each method's long thoughts (thought_html.py).
 
 DOM contract (used by browser tests):
 - every tree node is one element `.node` with `data-node-id="<id>"`;
@@ -16,11 +16,12 @@ DOM contract (used by browser tests):
 
 from __future__ import annotations
 
-from pipeline.report.diff import word_diff
 from pipeline.report.html import clip, esc, page
-from pipeline.report.keywords import keyword_counts
 from pipeline.report.marks import CSS as MARKS_CSS
 from pipeline.report.marks import LEGEND, Limits, check_text, node_marks
+from pipeline.report.methods import method_of
+from pipeline.report.thought_html import CSS as THOUGHT_CSS
+from pipeline.report.thought_html import method_sections
 from trees.model import ROOT_ID, VERDICTS, Tree
 
 CSS = """
@@ -40,7 +41,6 @@ CSS = """
  padding:.5em .8em;background:#fafbfc}
 #panel dt{font-weight:600}#panel dd{margin:0 0 .4em 0}
 .rationale{white-space:pre-wrap;border-left:3px solid #f0b400;padding-left:.5em}
-.sbs{display:grid;grid-template-columns:1fr 1fr;gap:1em}.sbs>div{border:1px solid #ddd;border-radius:6px;padding:.5em}
 .problem{border:1px solid #ddd;border-radius:6px;padding:.5em;background:#fafbfc}
 .legend span{margin-right:1em}
 """
@@ -172,39 +172,13 @@ def _node_data(tree: Tree, limits: Limits) -> dict[str, dict]:
     }
 
 
-def _thought_html(t: dict) -> str:
-    raw = t.get("raw_text") or t["text"]
-    polished = t.get("polished_text") or ""
-    status = t.get("polish_status") or "not polished"
-    failed = t.get("polish_failed") or []
-    used = "polished" if status == "polished" else "raw"
-    fail = "".join(f"<li>{esc(f)}</li>" for f in failed)
-    walk = " \u2192 ".join(map(str, t["visits"]))
-    kw = ", ".join(f"{k}: {v}" for k, v in keyword_counts(t["text"]).items())
-    head = (
-        f"<h3>{esc(t['kind'])} <code>{esc(t['thought_id'])}</code></h3>"
-        f"<p>status <b>{esc(status)}</b> (exported text: {used}); steps {t['n_steps']}, "
-        f"backtracks {t['n_backtracks']}, answer <code>{esc(t['answer'])}</code>; keywords {esc(kw)}</p>"
-        f"<p class='muted'>walk: {esc(walk)}</p>" + (f"<ul class='failed'>{fail}</ul>" if fail else "")
-    )
-    right = f"<pre>{esc(polished)}</pre>" if polished else "<p class='muted'>(no polisher output)</p>"
-    changes = (
-        f"<details class='changes'><summary>what the polish changed</summary><pre>{word_diff(raw, polished)}</pre></details>"
-        if polished
-        else ""
-    )
-    return (
-        f'<section class="thought" data-thought-id="{esc(t["thought_id"])}">{head}<div class="sbs">'
-        f"<div><h4>raw</h4><pre class='raw'>{esc(raw)}</pre></div>"
-        f"<div><h4>polished</h4><div class='polished'>{right}</div></div></div>{changes}</section>"
-    )
-
-
 def problem_page(
     problem_id: str, problem: dict | None, tree: Tree | None, thoughts: list[dict], limits: Limits
 ) -> str:
-    journeys = [t for t in thoughts if t["kind"] == "journey"]
-    shortcuts = [t for t in thoughts if t["kind"] == "shortcut"]
+    # Only the tree walk's thoughts have a walk on the tree; the other methods build no tree.
+    walked = [t for t in thoughts if method_of(t) == "tree"]
+    journeys = [t for t in walked if t["kind"] == "journey"]
+    shortcuts = [t for t in walked if t["kind"] == "shortcut"]
     first = journeys[0] if journeys else None
     visits = first["visits"] if first else []
     shortcut = (first or (shortcuts[0] if shortcuts else None) or {}).get("shortcut") or []
@@ -251,12 +225,12 @@ def problem_page(
         + controls
         + f'<div id="layout"><div id="treebox">{tree_part}</div>{panel}</div>'
         + "<h2>Long thoughts</h2>"
-        + ("".join(_thought_html(t) for t in journeys + shortcuts) or "<p class='muted'>no thoughts</p>")
+        + method_sections(thoughts)
     )
     return page(
         f"{problem_id} \u2013 journey report",
         body,
-        css=CSS + MARKS_CSS,
+        css=CSS + MARKS_CSS + THOUGHT_CSS,
         script=SCRIPT,
         data={"node-data": node_data, "walk-data": walks},
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.config import Config
 from pipeline.formats import output_files
 from pipeline.formats.card import dataset_card
-from pipeline.formats.preference import preference_pairs
+from pipeline.formats.preference import outcome_pairs, preference_pairs
 from pipeline.formats.revision import revision_rows
 from pipeline.formats.sft import o1_journey_row, sft_row, sharegpt_info, sharegpt_row
 from pipeline.formats.stepwise import stepwise_rows
@@ -45,10 +45,8 @@ def _sum(parts: list[dict], key: str):
     if not values:
         return None
     if isinstance(values[0], dict):
-        total: Counter = Counter()
-        for v in values:
-            total.update(v)
-        return dict(total)
+        # Key by key, nested ones too (the thoughts stage keeps each method's figures under `methods`).
+        return {k: _sum(values, k) for k in dict.fromkeys(k for v in values for k in v)}
     if isinstance(values[0], list):
         return [x for v in values for x in v]
     return round(sum(values), 3) if isinstance(values[0], float) else sum(values)
@@ -91,18 +89,26 @@ def read_trees(trees_paths: list[Path], problems_paths: list[Path]) -> list[Tree
     return [t for path in trees_paths for t in trees_from_table(read_table(path, NODE_SCHEMA), references)]
 
 
+def training_thoughts(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The journeys and shortcuts the SFT formats take: rows whose final answer is known not to verify
+    (correct False: an engine method that ran out of budget) and `solution` rows (the outcome
+    method's samples, for preference pairs) are left out."""
+    usable = [r for r in rows if r.get("correct") is not False]
+    return [r for r in usable if r["kind"] == "journey"], [r for r in usable if r["kind"] == "shortcut"]
+
+
 def format_tables(
     cfg: Config, trees: list[Tree], thoughts: list[dict]
 ) -> dict[str, tuple[list[dict], object]]:
     """file name -> (rows, schema) for every parquet file of the configured formats."""
     e = cfg.export
-    journeys = [r for r in thoughts if r["kind"] == "journey"]
-    shortcuts = [r for r in thoughts if r["kind"] == "shortcut"]
+    journeys, shortcuts = training_thoughts(thoughts)
     builders = {
         "journey.parquet": lambda: ([sft_row(r) for r in journeys], SFT_SCHEMA),
         "shortcut.parquet": lambda: ([sft_row(r) for r in shortcuts], SFT_SCHEMA),
         "preference.parquet": lambda: (
-            [p for t in trees for p in preference_pairs(t, _rng(cfg, t, "preference"), e.pairs_per_problem)],
+            [p for t in trees for p in preference_pairs(t, _rng(cfg, t, "preference"), e.pairs_per_problem)]
+            + outcome_pairs(thoughts, cfg.seed, cfg.outcome.pairs_per_problem),
             PREFERENCE_SCHEMA,
         ),
         "stepwise.parquet": lambda: (
@@ -158,8 +164,7 @@ def run_export(
     run_dir = out_dir.parent
     polished_paths = [Path(p) for p in polished_paths]
     rows = [r for p in polished_paths for r in read_table(p, POLISHED_SCHEMA).to_pylist()]
-    journeys = [r for r in rows if r["kind"] == "journey"]
-    shortcuts = [r for r in rows if r["kind"] == "shortcut"]
+    journeys, shortcuts = training_thoughts(rows)
     trees_in = read_trees([Path(p) for p in trees_paths], [Path(p) for p in problems_paths])
     tables = format_tables(cfg, trees_in, rows)
     exports = {name: len(table_rows) for name, (table_rows, _) in tables.items()}
@@ -250,7 +255,7 @@ def run_export(
         },
         "thought_lengths": {"journey": _lengths(journeys), "shortcut": _lengths(shortcuts)},
     }
-    write_text(out_dir / "README.md", dataset_card(cfg.raw, stats))
+    write_text(out_dir / "README.md", dataset_card(cfg.raw, stats, out_dir))
     if cfg.export.push_to_hub:
         repos, repo_id = repos_for(cfg.export.push_to_hub)
         push_to_hub(out_dir, repos, repo_id, f"journey-data run {cfg.run}: {sum(exports.values())} rows")

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.answers import AnswerChecker, extract_boxed
-from pipeline.config import Config
+from pipeline.config import AnnotationConfig, Config, PolishConfig
 from pipeline.engines import Completion, EnginePool, Request, cache_path
 from pipeline.polish_budget import TokenCounter, token_budget
 from pipeline.polish_feedback import RetryPrompt
-from pipeline.polish_guard import GuardResult, guard_checks
+from pipeline.polish_guard import GuardResult, guard_checks, instruction_lines
 from pipeline.prompts import PolishPrompt, load_yaml
 from pipeline.tables import POLISHED_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
 
@@ -45,7 +45,10 @@ class _Attempt:
 
 
 @dataclass
-class _Journey:
+class Journey:
+    """A text rewritten in guarded rounds: its row (problem, text, steps to keep, n_backtracks,
+    reference, thought_id), token budget and attempts so far."""
+
     row: dict
     raw_tokens: int
     budget: int
@@ -73,7 +76,7 @@ def _unpolished(row: dict, status: str) -> dict:
     }
 
 
-def _polished_row(j: _Journey, model: str) -> dict:
+def _polished_row(j: Journey, model: str) -> dict:
     last = j.attempts[-1]
     return {
         **_unpolished(j.row, "polished" if j.passed else "fallback"),
@@ -88,15 +91,32 @@ def _polished_row(j: _Journey, model: str) -> dict:
     }
 
 
-class _Rounds:
-    """The shard's journeys through up to `polish.attempts` rounds, one engine call per round."""
+class Rounds:
+    """The shard's journeys through up to `settings.attempts` rounds, one engine call per round.
 
-    def __init__(self, cfg: Config, journeys: list[_Journey], engine, checker: AnswerChecker):
-        self.cfg, self.p = cfg, cfg.polish
+    settings: the polish section, or another with its fields (prompt, attempts, temperature,
+    repetition_penalty, min_step_similarity), such as the annotation method's.
+    """
+
+    name = "polish"  # what the log calls a round
+
+    def __init__(
+        self,
+        seed: int,
+        settings: PolishConfig | AnnotationConfig,
+        journeys: list[Journey],
+        engine,
+        checker: AnswerChecker,
+    ):
+        self.seed, self.p = seed, settings
         self.journeys, self.engine, self.checker = journeys, engine, checker
         self.first = PolishPrompt(self.p.prompt)
         self.retry = RetryPrompt(self.p.prompt)
-        self.markers = load_yaml(self.p.prompt).get("backtrack_markers", [])
+        data = load_yaml(self.p.prompt)
+        self.markers = data.get("backtrack_markers", [])
+        # Measured on the default run: both rewrites that passed ended by echoing the user turn.
+        retry_user = (data.get("retry") or {}).get("user", "")
+        self.instructions = instruction_lines(data["system"], data["user"], retry_user)
 
     def run(self) -> None:
         for attempt in range(1, self.p.attempts + 1):
@@ -107,9 +127,9 @@ class _Rounds:
             for j, comp, guard in zip(pending, completions, self._guard(pending, completions)):
                 self._record(j, comp, guard)
             passed = sum(j.passed for j in pending)
-            log.info("polish attempt %d: %d of %d rewrites passed the guard", attempt, passed, len(pending))
+            log.info("%s attempt %d: %d of %d passed the guard", self.name, attempt, passed, len(pending))
 
-    def _request(self, j: _Journey, attempt: int) -> Request:
+    def _request(self, j: Journey, attempt: int) -> Request:
         r = j.row
         if attempt == 1:
             messages = self.first.messages(r["problem"], r["text"])
@@ -120,10 +140,10 @@ class _Rounds:
             max_tokens=j.budget,
             temperature=self.p.temperature,
             repetition_penalty=self.p.repetition_penalty,
-            seed=attempt_seed(self.cfg.seed, r["thought_id"], attempt),
+            seed=attempt_seed(self.seed, r["thought_id"], attempt),
         )
 
-    def _guard(self, journeys: list[_Journey], completions: list[Completion]) -> list[GuardResult]:
+    def _guard(self, journeys: list[Journey], completions: list[Completion]) -> list[GuardResult]:
         answers = [extract_boxed(c.text) for c in completions]
         checkable = [(j.row["reference"], a) for j, a in zip(journeys, answers) if a is not None]
         verified = iter(self.checker.check(checkable))
@@ -134,13 +154,24 @@ class _Rounds:
                 j.row["n_backtracks"],
                 None if a is None else next(verified),
                 markers=self.markers,
+                instructions=self.instructions,
                 min_similarity=self.p.min_step_similarity,
             )
             for j, c, a in zip(journeys, completions, answers)
         ]
 
-    def _record(self, j: _Journey, comp: Completion, guard: GuardResult) -> None:
-        failed = list(guard.failed)
+    def _failed(self, j: Journey, comp: Completion, guard: GuardResult) -> list[str]:
+        """The checks one attempt failed; a subclass adds its own."""
+        return list(guard.failed)
+
+    def _feedback(self, j: Journey, comp: Completion, guard: GuardResult, cut: bool) -> str:
+        """What the next attempt is told; a subclass adds lines for its own checks."""
+        r = j.row
+        answer = r["answer"] or r["reference"]
+        return self.retry.feedback(guard, r["steps"], answer, self.markers, j.budget if cut else None)
+
+    def _record(self, j: Journey, comp: Completion, guard: GuardResult) -> None:
+        failed = self._failed(j, comp, guard)
         cut = comp.finish_reason == "length"
         if cut:
             failed.insert(0, f"budget: cut at the budget of {j.budget} tokens")
@@ -151,14 +182,10 @@ class _Rounds:
         # only come back on a retry, whose prompt is longer still.
         j.retry = bool(failed) and comp.finish_reason != "error"
         if j.retry:
-            r = j.row
-            answer = r["answer"] or r["reference"]
-            j.feedback = self.retry.feedback(
-                guard, r["steps"], answer, self.markers, j.budget if cut else None
-            )
+            j.feedback = self._feedback(j, comp, guard, cut)
 
 
-def _attempt_stats(journeys: list[_Journey]) -> dict:
+def attempt_stats(journeys: list[Journey]) -> dict:
     """Counts keyed by attempt number ("1", "2", ...), so shards add up key by key."""
     made: Counter = Counter()
     passed: Counter = Counter()
@@ -186,22 +213,24 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
     start = time.perf_counter()
     rows = read_table(thoughts_path, THOUGHT_SCHEMA).to_pylist()
     p = cfg.polish
-    todo = [r for r in rows if r["kind"] == "journey"] if p.enabled else []
+    # Only journeys export will train on: solution rows (outcome samples) and journeys whose answer
+    # does not verify (correct False) pass through untouched.
+    todo = [r for r in rows if r["kind"] == "journey" and r["correct"] is not False] if p.enabled else []
     out = {r["thought_id"]: _unpolished(r, "passthrough") for r in rows}
-    journeys: list[_Journey] = []
+    journeys: list[Journey] = []
     engine_stats = {}
     if todo:
         counter = TokenCounter(cfg.engines[p.engine])
         for r in todo:
             raw_tokens = counter.count(r["text"])
             budget = token_budget(raw_tokens, p.budget_factor, p.budget_margin, p.max_tokens)
-            journeys.append(_Journey(r, raw_tokens, budget))
+            journeys.append(Journey(r, raw_tokens, budget))
         with (
             EnginePool(cfg.engines, cache_path(out_path)) as pool,
             AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
         ):
             engine = pool.get(p.engine)
-            _Rounds(cfg, journeys, engine, checker).run()
+            Rounds(cfg.seed, p, journeys, engine, checker).run()
             engine_stats = pool.stats([p.engine])
         for j in journeys:
             out[j.row["thought_id"]] = _polished_row(j, engine.label)
@@ -216,7 +245,7 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
         "fallback": statuses.get("fallback", 0),
         "passthrough": statuses.get("passthrough", 0),
         "guard_pass_rate": round(polished / len(todo), 4) if todo else None,
-        **_attempt_stats(journeys),
+        **attempt_stats(journeys),
         "polish_tokens": sum(r["polish_tokens"] for r in result_rows),
         "engines": engine_stats,
         "wall_s": round(time.perf_counter() - start, 3),

@@ -1,14 +1,32 @@
-"""Thoughts stage: journeys (DFS with backtracking) and shortcuts from each tree. CPU only, seeded."""
+"""Thoughts stage: one method's long thoughts for a shard, and the merge of the configured methods.
+
+Method tree (journeys by DFS with backtracking, and shortcuts, from each tree) is CPU only and
+seeded; the other methods (pipeline/methods/) read only the problems and call engines, through a
+response cache beside their output, so a rerun or a resume after a kill pays nothing twice.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline.answers import extract_boxed
+import pyarrow as pa
+
+from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
-from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
+from pipeline.engines import EnginePool, cache_path
+from pipeline.methods import method_module
+from pipeline.tables import (
+    NODE_SCHEMA,
+    PROBLEM_SCHEMA,
+    THOUGHT_SCHEMA,
+    read_table,
+    stats_path,
+    write_stats,
+    write_table,
+)
 from trees.derive import Thought, Transitions, derive_thoughts, load_transitions
 from trees.model import Tree, trees_from_table
 
@@ -29,6 +47,10 @@ def thought_row(thought: Thought, index: int, problem: str, reference: str) -> d
         "n_backtracks": thought.n_backtracks,
         "answer": extract_boxed(steps[-1]) if steps else None,
         "seed": thought.seed,
+        "method": "tree",
+        "n_reflections": thought.n_backtracks,  # each backtrack leaves the detour with one reflection
+        "correct": True,  # the walk ends at a verified correct leaf
+        "engine_tokens": 0,  # the tree's tokens are counted by the trees stage
     }
 
 
@@ -80,3 +102,59 @@ def run_thoughts(
     }
     write_stats(out_path, stats)
     return stats
+
+
+def run_method(
+    cfg: Config,
+    method: str,
+    problems_path: str | Path,
+    out_path: str | Path,
+    trees_path: str | Path | None = None,
+) -> dict:
+    """One method's thoughts for one shard: tree from the trees shard, the others from the problems."""
+    if method == "tree":
+        if trees_path is None:
+            raise ValueError("method tree reads the trees shard: give --trees")
+        return run_thoughts(cfg, trees_path, problems_path, out_path)
+    start = time.perf_counter()
+    module = method_module(method)  # unknown names fail here, before any model loads
+    problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
+    with (
+        EnginePool(cfg.engines, cache_path(out_path)) as pool,
+        AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
+    ):
+        rows, stats = module.build(cfg, problems, pool, checker)
+        engines = pool.stats(list(pool.open))
+    write_table(rows, THOUGHT_SCHEMA, out_path)
+    stats = {**stats, "engines": engines, "wall_s": round(time.perf_counter() - start, 3)}
+    write_stats(out_path, stats)
+    return stats
+
+
+def merge_thoughts(cfg: Config, parts: dict[str, str | Path], out_path: str | Path) -> dict:
+    """thoughts/<shard>.parquet: the methods' shards concatenated in `thoughts.methods` order, their
+    stats under `methods`. The tree's figures also stay at the top level, where export reads them."""
+    order = {m: i for i, m in enumerate(cfg.thoughts.methods)}
+    names = sorted(parts, key=lambda m: order.get(m, len(order)))
+    tables = [read_table(parts[m], THOUGHT_SCHEMA) for m in names]
+    write_table(pa.concat_tables(tables) if tables else [], THOUGHT_SCHEMA, out_path)
+    per_method = {m: _read_stats(parts[m]) for m in names}
+    engines: dict[str, Counter] = {}
+    for part in per_method.values():
+        for engine, counts in part.get("engines", {}).items():
+            engines.setdefault(engine, Counter()).update(counts)
+    stats = {
+        **per_method.get("tree", {}),
+        "thoughts": sum(t.num_rows for t in tables),
+        "engine_tokens": sum(p.get("engine_tokens", 0) for p in per_method.values()),
+        "methods": per_method,
+        "engines": {e: dict(c) for e, c in engines.items()},
+        "wall_s": round(sum(p.get("wall_s", 0.0) for p in per_method.values()), 3),
+    }
+    write_stats(out_path, stats)
+    return stats
+
+
+def _read_stats(path: str | Path) -> dict:
+    sidecar = stats_path(path)
+    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}

@@ -1,0 +1,92 @@
+"""Method outcome (seed 003's DPO data): N complete solutions per problem, each checked.
+
+One engine call for the whole shard (one request per problem, n = outcome.samples). The rows are
+kind `solution`: not long thoughts, only the material of the export's outcome-level preference
+pairs (a verified solution against a wrong one, pipeline/formats/preference.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+from pipeline.answers import AnswerChecker, extract_final_answer
+from pipeline.config import Config
+from pipeline.engines import EnginePool, Request
+from pipeline.prompts import PolicyPrompt
+from pipeline.stages.polish import attempt_seed
+
+
+def _request(cfg: Config, problem: dict) -> Request:
+    o, delimiter = cfg.outcome, cfg.policy.step_delimiter
+    # The policy prompt's shape without its partial assistant turn: the model answers a new turn
+    # with a whole solution, which every OpenAI-compatible server accepts.
+    messages = PolicyPrompt(o.prompt).messages(problem["problem"], [], delimiter)[:-1]
+    return Request.chat(
+        messages,
+        n=o.samples,
+        max_tokens=o.max_tokens,
+        temperature=o.temperature,
+        top_p=o.top_p,
+        seed=attempt_seed(cfg.seed, f"{problem['problem_id']}/outcome", 0),
+    )
+
+
+def build(
+    cfg: Config, problems: list[dict], pool: EnginePool, checker: AnswerChecker
+) -> tuple[list[dict], dict]:
+    """outcome.samples solution rows per problem, `correct` when the final answer verifies."""
+    start = time.perf_counter()
+    o = cfg.outcome
+    engine = pool.get(o.engine)
+    outs = engine.generate([_request(cfg, p) for p in problems]) if problems else []
+    delimiter = cfg.policy.step_delimiter
+    rows, failed = [], 0
+    for p, completions in zip(problems, outs):
+        for i, comp in enumerate(completions):
+            if comp.finish_reason == "error":  # no solution at all: neither chosen nor rejected
+                failed += 1
+                continue
+            text = comp.text.strip()
+            steps = [s.strip() for s in text.split(delimiter) if s.strip()]
+            rows.append(
+                {
+                    "problem_id": p["problem_id"],
+                    "thought_id": f"{p['problem_id']}/outcome-{i}",
+                    "kind": "solution",
+                    "problem": p["problem"],
+                    "reference": p["answer"],
+                    "text": text,
+                    "steps": steps,
+                    "visits": [],
+                    "shortcut": [],
+                    "n_steps": len(steps),
+                    "n_backtracks": 0,
+                    "answer": extract_final_answer(text, cfg.answer_check.unboxed),
+                    "seed": cfg.seed,
+                    "method": "outcome",
+                    "n_reflections": 0,
+                    "correct": False,
+                    "engine_tokens": comp.tokens,
+                }
+            )
+    answered = [r for r in rows if r["answer"] is not None]
+    for r, ok in zip(answered, checker.check([(r["reference"], r["answer"]) for r in answered])):
+        r["correct"] = ok
+    correct = sum(r["correct"] for r in rows)
+    by_problem = {
+        p["problem_id"]: [r["correct"] for r in rows if r["problem_id"] == p["problem_id"]] for p in problems
+    }
+    stats = {
+        "solutions": len(rows),
+        "solutions_correct": correct,
+        "solutions_without_answer": len(rows) - len(answered),
+        "samples_failed": failed,
+        "correct_share": round(correct / len(rows), 4) if rows else None,
+        "problems_with_correct_and_wrong": sum(any(v) and not all(v) for v in by_problem.values()),
+        "problems_all_correct": sum(bool(v) and all(v) for v in by_problem.values()),
+        "problems_all_wrong": sum(not any(v) for v in by_problem.values()),
+        "engine_tokens": sum(r["engine_tokens"] for r in rows),
+        "engines": pool.stats([o.engine]),
+        "wall_s": round(time.perf_counter() - start, 3),
+    }
+    return rows, stats

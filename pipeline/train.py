@@ -1,0 +1,147 @@
+"""Train on an export with TRL, as the paper did: SFT on shortcuts, then SFT on journeys from that checkpoint,
+then DPO on the preference pairs from the journey checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Stage -> the sft/ file it trains on, in the order the paper runs them; each starts from the one before.
+STAGES = {"shortcut": "shortcut.parquet", "journey": "journey.parquet", "dpo": "preference.parquet"}
+# The paper's epochs: one over the shortcuts, three over the journeys (DPO: one); --max-steps overrides them.
+EPOCHS = {"shortcut": 1, "journey": 3, "dpo": 1}
+
+
+@dataclass
+class TrainOptions:
+    model: str
+    sft_dir: Path
+    out_dir: Path
+    stages: tuple[str, ...] = tuple(STAGES)
+    max_steps: int = -1
+    batch_size: int = 8
+    learning_rate: float | None = None  # None: TRL's default for the trainer (SFT 2e-5, DPO 1e-6)
+    max_length: int = 2048
+    seed: int = 0
+
+
+def loss_mode(tokenizer) -> str:
+    """Which reply-only SFT loss the chat template allows: "assistant" when it marks assistant turns with
+    {% generation %} (or TRL ships a marked copy of it), else "completion" (rows split into prompt and reply).
+    """
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    template = tokenizer.chat_template
+    if template is None:
+        raise ValueError("the model's tokenizer has no chat template; the SFT rows are conversations")
+    if has_generation_markers(template):
+        return "assistant"
+    try:
+        get_training_chat_template(tokenizer)
+    except ValueError:  # TRL has no marked copy of this template
+        return "completion"
+    return "assistant"
+
+
+def sft_dataset(path: Path, mode: str):
+    """The `messages` of an SFT file, as is ("assistant") or split into prompt and completion."""
+    from datasets import load_dataset
+
+    rows = load_dataset("parquet", data_files=str(path), split="train").select_columns(["messages"])
+    if mode == "assistant":
+        return rows
+    return rows.map(
+        lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
+        remove_columns=["messages"],
+    )
+
+
+def _common(opts: TrainOptions, stage: str, out: Path) -> dict:
+    import torch
+
+    rate = {} if opts.learning_rate is None else {"learning_rate": opts.learning_rate}
+    return rate | {
+        "output_dir": str(out),
+        "max_steps": opts.max_steps,
+        "num_train_epochs": EPOCHS[stage],
+        "per_device_train_batch_size": opts.batch_size,
+        "max_length": opts.max_length,
+        "seed": opts.seed,
+        "logging_steps": 1,
+        "save_strategy": "no",  # the stage's final model is saved once, below
+        "report_to": "none",
+        # TRL turns bf16 on by default; CPUs without bf16 units run it far slower than fp32.
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    }
+
+
+def _trainer(opts: TrainOptions, stage: str, model: str, out: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    data = opts.sft_dir / STAGES[stage]
+    if stage == "dpo":
+        from datasets import load_dataset
+        from trl import DPOConfig, DPOTrainer
+
+        pairs = load_dataset("parquet", data_files=str(data), split="train")
+        pairs = pairs.select_columns(["prompt", "chosen", "rejected"])
+        args = DPOConfig(**_common(opts, stage, out))
+        return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer), "dpo"
+    from trl import SFTConfig, SFTTrainer
+
+    mode = loss_mode(tokenizer)
+    loss = {"assistant_only_loss": True} if mode == "assistant" else {"completion_only_loss": True}
+    args = SFTConfig(**_common(opts, stage, out), **loss)
+    rows = sft_dataset(data, mode)
+    return SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer), mode
+
+
+def train_stage(opts: TrainOptions, stage: str, model: str) -> dict:
+    """Train one stage from `model`; its model and tokenizer land in out_dir/<stage>."""
+    out = opts.out_dir / stage
+    trainer, mode = _trainer(opts, stage, model, out)
+    result = trainer.train()
+    trainer.save_model(str(out))
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    steps = trainer.state.global_step
+    summary = {
+        "stage": stage,
+        "from": model,
+        "checkpoint": str(out),
+        "data": str(opts.sft_dir / STAGES[stage]),
+        "rows": len(trainer.train_dataset),
+        "loss_mode": mode,
+        "steps": steps,
+        "losses": losses,
+        "train_loss": result.training_loss,
+        "seconds": round(result.metrics["train_runtime"], 2),
+        "seconds_per_step": round(result.metrics["train_runtime"] / steps, 2) if steps else None,
+    }
+    if not all(math.isfinite(x) for x in losses):
+        raise RuntimeError(f"{stage}: the loss is not finite: {losses}")
+    log.info("%s: %s steps, loss %s, %s s/step", stage, steps, losses[-1:], summary["seconds_per_step"])
+    return summary
+
+
+def train(opts: TrainOptions) -> list[dict]:
+    """Run the chosen stages in the paper's order, each from the previous one's checkpoint; writes train.json."""
+    unknown = set(opts.stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; the stages are {list(STAGES)}")
+    missing = [STAGES[s] for s in opts.stages if not (opts.sft_dir / STAGES[s]).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{opts.sft_dir} has no {', '.join(missing)}: run the export first")
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    model, summaries = opts.model, []
+    for stage in (s for s in STAGES if s in opts.stages):
+        summaries.append(train_stage(opts, stage, model))
+        model = summaries[-1]["checkpoint"]
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()}
+    (opts.out_dir / "train.json").write_text(json.dumps({"options": options, "stages": summaries}, indent=2))
+    return summaries
