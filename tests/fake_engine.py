@@ -39,3 +39,25 @@ class FakeEngine:
 
     def close(self) -> None:
         pass
+
+
+class SharedEngine:
+    """A test module's real engine behind a stage's pool: records the requests that reach it, and
+    closing it leaves the engine open for the next test. `opened` collects every one made."""
+
+    def __init__(self, engine, opened: list | None = None):
+        self.engine, self.label = engine, engine.label
+        self.requests: list = []
+        if opened is not None:
+            opened.append(self)
+
+    @property
+    def stats(self):
+        return self.engine.stats
+
+    def generate(self, requests):
+        self.requests.extend(requests)
+        return self.engine.generate(requests)
+
+    def close(self) -> None:
+        pass

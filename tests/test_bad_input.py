@@ -25,6 +25,7 @@ from pipeline.stages.polish import run_polish
 from pipeline.stages.problems import run_problems
 from pipeline.stages.trees import TreeBuilder
 from pipeline.tables import THOUGHT_SCHEMA, write_table
+from tests.fake_engine import SharedEngine
 
 # Good rows around each bad one; what they must become (ids and answers as text, answers stripped).
 GOOD = [
@@ -450,24 +451,6 @@ def test_prompt_filling_the_whole_context_is_refused_like_vllm_would(vllm_engine
     assert (one_short[0].finish_reason, one_short[0].tokens) == ("length", 1)
 
 
-class Recording:
-    """An engine that records the requests it passes on; closing it leaves the shared engine open."""
-
-    def __init__(self, engine):
-        self.engine, self.label, self.requests = engine, engine.label, []
-
-    @property
-    def stats(self):
-        return self.engine.stats
-
-    def generate(self, requests):
-        self.requests.extend(requests)
-        return self.engine.generate(requests)
-
-    def close(self) -> None:
-        pass
-
-
 def test_tree_of_a_template_syntax_problem_keeps_its_text_and_every_node(vllm_engine, tmp_path):
     line = json.dumps({"id": "template", "problem": TEMPLATE_PROBLEM, "answer": "5"})
     source = tmp_path / "p.jsonl"
@@ -477,7 +460,7 @@ def test_tree_of_a_template_syntax_problem_keeps_its_text_and_every_node(vllm_en
     cfg = load(overrides={"problems": {"source": str(source)}, "policy": {"width": 2, "max_depth": 2}})
     run_problems(cfg, tmp_path / "problems")
     shard = problems_of(tmp_path / "problems")
-    engine = Recording(vllm_engine)
+    engine = SharedEngine(vllm_engine)
     prompt_tokens = vllm_engine.stats.prompt_tokens
 
     with AnswerChecker(1, cfg.answer_check.timeout_s) as checker:
@@ -533,7 +516,7 @@ def test_thought_too_long_for_the_polisher_falls_back_to_its_raw_text(vllm_engin
     long = "We add 2 and 3. " * 1500 + "\n\n2 + 3 = 5, so \\boxed{5}."
     write_table([thought("short", short), thought("long", long)], THOUGHT_SCHEMA, tmp_path / "t.parquet")
     # The stage opens its engines by name; it gets the module's engine instead of a second one.
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: Recording(vllm_engine))
+    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: SharedEngine(vllm_engine))
     cfg = load(overrides={"polish": {"max_tokens": 16}})
 
     stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "polished.parquet")

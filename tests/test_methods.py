@@ -18,6 +18,7 @@ from pipeline.stages.polish import run_polish
 from pipeline.stages.thoughts import merge_thoughts, run_method
 from pipeline.tables import POLISHED_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table, write_table
 from tests.conftest import EASY_PROBLEMS, TEST_MEMORY_FRACTION
+from tests.fake_engine import SharedEngine
 from tests.snakemake_run import snakemake, write_config
 
 ADD = {"problem_id": "add", "problem": "What is 2 + 3?", "answer": "5", "source": "t", "meta": "{}"}
@@ -361,25 +362,6 @@ def test_snakemake_runs_two_methods_and_merges_them_before_polish_and_export(tmp
 # --- the embedded model in vLLM ------------------------------------------------------------------
 
 
-class Shared:
-    """The module's engine behind the stage's pool and response cache; records what reached it."""
-
-    def __init__(self, engine):
-        self.engine, self.label = engine, engine.label
-        self.requests: list = []
-
-    @property
-    def stats(self):
-        return self.engine.stats
-
-    def generate(self, requests):
-        self.requests.extend(requests)
-        return self.engine.generate(requests)
-
-    def close(self) -> None:
-        pass
-
-
 SMALL = {
     "propose_critique": {"max_steps": 4, "max_step_tokens": 40, "action_max_tokens": 48, "max_retries": 1},
     "debate": {"max_steps": 4, "max_step_tokens": 40, "critic_max_tokens": 64},
@@ -390,7 +372,7 @@ SMALL = {
 def test_method_on_the_embedded_model_writes_thoughts_and_reruns_from_the_cache(
     method, vllm_engine, tmp_path, monkeypatch
 ):
-    shared = Shared(vllm_engine)
+    shared = SharedEngine(vllm_engine)
     monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: shared)
     problems = [{**p, "source": "t", "meta": "{}"} for p in EASY_PROBLEMS[:2]]
     write_table(problems, PROBLEM_SCHEMA, tmp_path / "problems.parquet")

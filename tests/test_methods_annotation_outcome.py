@@ -21,7 +21,7 @@ from pipeline.methods import annotation, method_module, outcome
 from pipeline.stages.export import format_tables
 from pipeline.tables import PREFERENCE_SCHEMA, THOUGHT_SCHEMA, write_table
 from tests.conftest import TEST_MEMORY_FRACTION
-from tests.test_polish import Shared
+from tests.fake_engine import SharedEngine
 from trees.model import Node, Tree
 
 ATTEMPT = "I count on from 2 three times: 3, 4, 5, 6, so 2 + 3 = 6."
@@ -316,8 +316,8 @@ def test_the_preference_file_mixes_tree_and_outcome_pairs_with_their_source(tmp_
 @pytest.fixture
 def real(vllm_engine, tmp_path, monkeypatch):
     """The module's engine behind a fresh pool per build; returns a runner and the opened engines."""
-    opened: list[Shared] = []
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: Shared(vllm_engine, opened))
+    opened: list[SharedEngine] = []
+    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: SharedEngine(vllm_engine, opened))
 
     def build(module, cfg, problems):
         with EnginePool(cfg.engines, tmp_path / "cache.sqlite") as pool, AnswerChecker(1, 5) as checker:

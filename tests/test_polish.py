@@ -18,6 +18,7 @@ from pipeline.polish_guard import GuardResult
 from pipeline.stages.polish import run_polish
 from pipeline.tables import THOUGHT_SCHEMA, write_table
 from tests.conftest import TEST_MEMORY_FRACTION
+from tests.fake_engine import SharedEngine
 
 PROMPT = "prompts/polish.yaml"
 MARKERS = ["wait", "hmm", "let me go back"]
@@ -214,31 +215,11 @@ def test_a_rewrite_that_echoes_the_prompt_is_not_kept_and_the_retry_is_told(tmp_
 # --- the embedded model in vLLM -----------------------------------------------------------------
 
 
-class Shared:
-    """The module's engine behind the stage's pool; closing it leaves it open for the next test."""
-
-    def __init__(self, engine, opened: list):
-        self.engine, self.label = engine, engine.label
-        self.requests = []
-        opened.append(self)
-
-    @property
-    def stats(self):
-        return self.engine.stats
-
-    def generate(self, requests):
-        self.requests.extend(requests)
-        return self.engine.generate(requests)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def real_polish(vllm_engine, tmp_path, monkeypatch):
     """Runs the stage on two hand-written journeys with the embedded model; returns the opened engines."""
-    opened: list[Shared] = []
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: Shared(vllm_engine, opened))
+    opened: list[SharedEngine] = []
+    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: SharedEngine(vllm_engine, opened))
     write_thoughts(tmp_path / "t.parquet", ids=("a", "b"))
     cfg = load(
         overrides={

@@ -42,7 +42,7 @@ class _ExpansionRounds(Rounds):
         late = self._order(j, comp)
         if late is not None:
             failed.append(f"order: entry {late + 1} comes before the entry ahead of it in the annotation")
-        if self._echoed(j, comp):
+        if self._echoed(j, comp) and not guard.echoed:  # the guard's own echo check said it already
             failed.append("echo: it repeats the retry feedback instead of following it")
         return failed
 
@@ -62,7 +62,7 @@ class _ExpansionRounds(Rounds):
         if late is not None:
             template = load_yaml(self.p.prompt)["retry"]["order"]
             lines.append(fill(template, step=quote_steps(j.row["steps"], [late])))
-        if self._echoed(j, comp):
+        if self._echoed(j, comp) and not guard.echoed:
             lines.append(load_yaml(self.p.prompt)["retry"]["echo"])
         return "\n".join(line for line in lines if line)
 

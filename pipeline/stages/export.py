@@ -40,13 +40,19 @@ from trees.model import Tree, trees_from_table
 log = logging.getLogger(__name__)
 
 
+def _is_rate(key: str) -> bool:
+    """Figures that do not add up over shards (a sum of two shards' pass rates means nothing)."""
+    return key == "yield" or key.endswith(("_rate", "_share", "_per_s"))
+
+
 def _sum(parts: list[dict], key: str):
     values = [p[key] for p in parts if p.get(key) is not None]
     if not values:
         return None
     if isinstance(values[0], dict):
         # Key by key, nested ones too (the thoughts stage keeps each method's figures under `methods`).
-        return {k: _sum(values, k) for k in dict.fromkeys(k for v in values for k in v)}
+        keys = dict.fromkeys(k for v in values for k in v if not _is_rate(k))
+        return {k: _sum(values, k) for k in keys}
     if isinstance(values[0], list):
         return [x for v in values for x in v]
     return round(sum(values), 3) if isinstance(values[0], float) else sum(values)
@@ -55,7 +61,7 @@ def _sum(parts: list[dict], key: str):
 def _stage_stats(paths: list[Path]) -> dict:
     """Shard sidecars of one stage, summed (wall_s: total over shards); rates do not add up, so they are left out."""
     parts = [json.loads(stats_path(p).read_text()) for p in paths if stats_path(p).is_file()]
-    keys = dict.fromkeys(k for p in parts for k in p if k != "engines" and not k.endswith("_per_s"))
+    keys = dict.fromkeys(k for p in parts for k in p if k != "engines" and not _is_rate(k))
     summed = {k: _sum(parts, k) for k in keys}
     engines: dict[str, Counter] = {}
     for part in parts:
