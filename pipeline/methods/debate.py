@@ -28,7 +28,7 @@ from pipeline.methods.transcript import (
     method_seed,
     method_stats,
     new_transcripts,
-    step_request,
+    policy_round,
     take_paragraph,
     thought_row,
 )
@@ -115,21 +115,12 @@ class Debate:
 
     def _write(self, active: list[Transcript], round_: int) -> list[tuple[Transcript, str]]:
         """One policy call: the next step (a correction after a backtrack) of every unfinished problem."""
-        requests = [
-            step_request(
-                t,
-                self.prompt,
-                self.sampling,
-                method_seed(self.cfg.seed, METHOD, t.problem_id, round_, "policy"),
-            )
-            for t in active
-        ]
-        outs = self.policy.generate(requests)
-        self.counts["policy_calls"] += 1
+        comps = policy_round(
+            self.policy, active, self.prompt, self.sampling, METHOD, self.cfg.seed, round_, self.counts
+        )
         steps = []
-        for t, comps in zip(active, outs):
-            self.counts["policy_tokens"] += comps[0].tokens
-            text = take_paragraph(t, comps[0], STEP)
+        for t, comp in zip(active, comps):
+            text = take_paragraph(t, comp, STEP)
             if text:
                 steps.append((t, text))
         return steps

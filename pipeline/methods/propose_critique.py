@@ -35,7 +35,7 @@ from pipeline.methods.transcript import (
     method_seed,
     method_stats,
     new_transcripts,
-    step_request,
+    policy_round,
     take_paragraph,
     thought_row,
 )
@@ -171,21 +171,19 @@ class ProposeCritique:
     def _write(self, active: list[Transcript], round_: int) -> None:
         """One policy call: a step, or a reflection, for every unfinished problem."""
         openers = [self.opener.pop(t.problem_id, "") for t in active]
-        requests = [
-            step_request(
-                t,
-                self.prompt,
-                self.sampling,
-                method_seed(self.cfg.seed, METHOD, t.problem_id, round_, "policy"),
-                o,
-            )
-            for t, o in zip(active, openers)
-        ]
-        outs = self.engine.generate(requests)
-        self.counts["policy_calls"] += 1
-        for t, opener, comps in zip(active, openers, outs):
-            self.counts["policy_tokens"] += comps[0].tokens
-            take_paragraph(t, comps[0], REFLECTION if opener else STEP, opener)
+        comps = policy_round(
+            self.engine,
+            active,
+            self.prompt,
+            self.sampling,
+            METHOD,
+            self.cfg.seed,
+            round_,
+            self.counts,
+            openers,
+        )
+        for t, opener, comp in zip(active, openers, comps):
+            take_paragraph(t, comp, REFLECTION if opener else STEP, opener)
 
     def _action_request(self, t: Transcript, round_: int) -> Request:
         a = self.action

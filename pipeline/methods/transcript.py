@@ -117,6 +117,30 @@ def step_request(
     )
 
 
+def policy_round(
+    engine,
+    active: list[Transcript],
+    prompt: PolicyPrompt,
+    sampling: StepSampling,
+    method: str,
+    seed: int,
+    round_: int,
+    counts: Counter,
+    openers: list[str] | None = None,
+) -> list[Completion]:
+    """One policy call for every unfinished transcript (each with its opener, if any), counted in
+    counts (policy_calls, policy_tokens); one completion per transcript."""
+    openers = openers or [""] * len(active)
+    requests = [
+        step_request(t, prompt, sampling, method_seed(seed, method, t.problem_id, round_, "policy"), o)
+        for t, o in zip(active, openers)
+    ]
+    comps = [c[0] for c in engine.generate(requests)]
+    counts["policy_calls"] += 1
+    counts["policy_tokens"] += sum(c.tokens for c in comps)
+    return comps
+
+
 def take_paragraph(t: Transcript, comp: Completion, kind: str, opener: str = "") -> str | None:
     """Add the policy's paragraph to the transcript; None when the call failed (the problem ends)."""
     t.tokens += comp.tokens
