@@ -73,9 +73,9 @@ def build(
     for r, ok in zip(answered, checker.check([(r["reference"], r["answer"]) for r in answered])):
         r["correct"] = ok
     correct = sum(r["correct"] for r in rows)
-    by_problem = {
-        p["problem_id"]: [r["correct"] for r in rows if r["problem_id"] == p["problem_id"]] for p in problems
-    }
+    by_problem: dict[str, list[bool]] = {p["problem_id"]: [] for p in problems}
+    for r in rows:  # one pass: a shard holds problems x samples rows
+        by_problem[r["problem_id"]].append(r["correct"])
     stats = {
         "solutions": len(rows),
         "solutions_correct": correct,
