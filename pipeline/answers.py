@@ -10,6 +10,7 @@ not correct); "no answer" for a terminal node without a final answer.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 from collections.abc import Sequence
@@ -62,17 +63,24 @@ class AnswerChecker:
         for _ in range(workers):
             self.pool.submit(_decide_batch, [("1", "1")], timeout_s)
 
-    def _map(self, fn, items: list) -> list:
-        if not items:
-            return []
+    def _submit(self, fn, items: list) -> list:
         size = max(1, -(-len(items) // self.workers))
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        futures = [self.pool.submit(fn, c, self.timeout_s) for c in chunks]
-        return [out for f in futures for out in f.result()]
+        return [self.pool.submit(fn, c, self.timeout_s) for c in chunks]
+
+    def _map(self, fn, items: list) -> list:
+        return [out for f in self._submit(fn, items) for out in f.result()] if items else []
 
     def verdicts(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         """For each (reference, answer): correct, incorrect or undecided, and what decided."""
         return self._map(_decide_batch, list(pairs))
+
+    async def averdicts(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
+        """verdicts for callers on an event loop, which runs on while the workers check."""
+        if not pairs:
+            return []
+        done = await asyncio.gather(*map(asyncio.wrap_future, self._submit(_decide_batch, list(pairs))))
+        return [out for chunk in done for out in chunk]
 
     def check(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """For each (reference, answer): does the answer match the reference? Undecided is no."""

@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", required=True, help="a trees/shard-NNNNN.parquet")
     p.add_argument("--problem-id", required=True)
     p.add_argument("--thoughts", help="that shard's thoughts parquet, to mark the shortcut and the walk")
+    p = sub.add_parser(
+        "graph", help="write trees as graphs for graph tools: one GraphML or JSON file per tree"
+    )
+    p.add_argument("--trees", required=True, help="a trees/shard-NNNNN.parquet")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument(
+        "--format", choices=["graphml", "json"], default="graphml", help="json: networkx node-link"
+    )
+    p.add_argument("--problem-id", help="only this problem's tree")
+    p.add_argument("--problems", help="that shard's problems parquet, for the reference answers")
     p = sub.add_parser("report", help="write the run's static HTML report (index + a page per problem)")
     runs = p.add_mutually_exclusive_group(required=True)
     runs.add_argument("--run-dir", help="outputs/<run>")
@@ -102,6 +112,34 @@ def _show_tree(args) -> int:
     return 0
 
 
+def _graph(args) -> int:
+    from pathlib import Path
+
+    from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table
+    from trees.graph import WRITERS
+    from trees.model import trees_from_table
+
+    missing = [path for path in (args.trees, args.problems) if path and not Path(path).is_file()]
+    if missing:
+        print(f"error: no such file: {missing[0]}", file=sys.stderr)
+        return 2
+    try:
+        nodes = read_table(args.trees, NODE_SCHEMA)
+        problems = read_table(args.problems, PROBLEM_SCHEMA).to_pylist() if args.problems else []
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    trees = trees_from_table(nodes, {p["problem_id"]: p["answer"] for p in problems})
+    if args.problem_id is not None:
+        trees = [t for t in trees if t.problem_id == args.problem_id]
+        if not trees:
+            print(f"error: no tree for problem {args.problem_id!r} in {args.trees}", file=sys.stderr)
+            return 2
+    for path in WRITERS[args.format](trees, args.out_dir):
+        print(path)
+    return 0
+
+
 def _train(args) -> int:
     from pathlib import Path
 
@@ -145,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(json.dumps(stats))
         return 0
+    if args.command == "graph":
+        return _graph(args)
     if args.command == "train":
         return _train(args)
     if args.command == "inspect":

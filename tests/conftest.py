@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from pipeline.engines.base import EngineSettings
+from pipeline.config import load
 from pipeline.model_files import EMBEDDED_MODEL, resolve_model
 from tests.vllm_server import vllm_server
 
@@ -21,21 +19,13 @@ EASY_PROBLEMS = [
 ]
 
 
-# vLLM on CPU reserves gpu_memory_utilization of NUMA node 0's memory per instance and refuses to
-# start when that much is not free: tests keep at most two instances alive and each one small.
-# JOURNEY_TEST_MEMORY_FRACTION lowers it where several test runs share one machine.
-TEST_MEMORY_FRACTION = float(os.environ.get("JOURNEY_TEST_MEMORY_FRACTION", "0.2"))
-
-
 @pytest.fixture(scope="module")
 def vllm_engine():
     from pipeline.engines.vllm_engine import VLLMEngine
 
-    engine = VLLMEngine(
-        EngineSettings(
-            name="local", kind="vllm", model=EMBEDDED_MODEL, gpu_memory_utilization=TEST_MEMORY_FRACTION
-        )
-    )
+    # The default config's local engine: its KV cache sized for what a shard runs at once, so a
+    # test's engine and a server (or a second test run) fit side by side.
+    engine = VLLMEngine(load().engines["local"])
     yield engine
     engine.close()
 
@@ -43,5 +33,5 @@ def vllm_engine():
 @pytest.fixture(scope="session")
 def server_url():
     """Base URL of a real vLLM OpenAI-compatible server on 127.0.0.1, stopped after the session."""
-    with vllm_server(resolve_model(EMBEDDED_MODEL), memory_fraction=TEST_MEMORY_FRACTION) as url:
+    with vllm_server(resolve_model(EMBEDDED_MODEL)) as url:
         yield url

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import TEST_MEMORY_FRACTION
-
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--nolock"]
 
@@ -27,7 +25,6 @@ def write_config(tmp: Path, run: str, problem_rows: list[dict], **sections) -> P
     source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = tmp / f"{run}.yaml"
     base = {
-        "engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}},
         "run": run,
         "output_root": str(tmp / "outputs"),
         "problems": {"source": str(source), "shard_size": 2},

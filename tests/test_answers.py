@@ -290,20 +290,22 @@ def test_unboxed_answers_end_a_solution_when_enabled(checker):
     assert "no answer" not in stats["answer_checkers"]
 
 
-def test_the_judge_decides_only_undecided_answers_in_one_call_per_level(checker):
+def test_the_judge_decides_only_undecided_answers_in_one_call_per_sibling_group(checker):
     engine = ScriptedEngine(
         lambda user: json.dumps({"equivalent": "n^2(n+1)^2" in user, "rationale": "Checked the closed form."})
     )
     nodes, stats, judge = build(checker, judge_engine=engine)
-    assert len(engine.batches) == 1 and len(engine.batches[0]) == 3  # the three undecided answers
-    assert "Reference answer: sum_(i=1)^n i^3" in engine.batches[0][-1].messages[-1][1]
+    # The three undecided answers: one of "yesno"'s children, two of "sum"'s.
+    assert sorted(len(b) for b in engine.batches) == [1, 2]
+    sums = next(b for b in engine.batches if len(b) == 2)
+    assert "Reference answer: sum_(i=1)^n i^3" in sums[-1].messages[-1][1]
     closed_form = nodes[("sum", 1, "So \\boxed{\\frac{n^2(n+1)^2}{4}}.")]
     assert (closed_form.answer_correct, closed_form.answer_checker) == (True, "judge")
     assert closed_form.annotations[-1]["rationale"] == "Checked the closed form."
     assert nodes[("sum", 1, "So \\boxed{1}.")].answer_checker == "judge"
     assert nodes[("binom", 1, "So \\boxed{252}.")].answer_checker == "math-verify"
     assert stats["answer_checkers"]["judge"] == 3
-    assert judge.stats() == {"calls": 1, "requests": 3, "tokens": 21, "problems": {}}
+    assert judge.stats() == {"calls": 2, "requests": 3, "tokens": 21, "problems": {}}
 
 
 def test_a_judge_reply_that_is_not_its_json_leaves_the_answer_undecided(checker):

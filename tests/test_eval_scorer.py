@@ -23,7 +23,6 @@ from pipeline.scorers import SCORERS, make_scorer
 from pipeline.scorers.base import StepToScore
 from pipeline.scorers.critic import Critic, schema_text
 from pipeline.stages.eval_scorer import run_eval_scorer, step_items
-from tests.conftest import TEST_MEMORY_FRACTION
 from tests.snakemake_run import ROOT, snakemake
 
 SAMPLE = ROOT / "pipeline/data/step_labels_sample.jsonl"
@@ -314,7 +313,6 @@ def _write_config(tmp: Path) -> Path:
     config.write_text(
         yaml.safe_dump(
             {
-                "engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}},
                 "run": "evaltest",
                 "output_root": str(tmp / "outputs"),
                 "eval": EVAL,

@@ -17,7 +17,7 @@ from pipeline.stages.export import _stage_stats, training_thoughts
 from pipeline.stages.polish import run_polish
 from pipeline.stages.thoughts import merge_thoughts, run_method
 from pipeline.tables import POLISHED_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table, write_table
-from tests.conftest import EASY_PROBLEMS, TEST_MEMORY_FRACTION
+from tests.conftest import EASY_PROBLEMS
 from tests.fake_engine import SharedEngine
 from tests.snakemake_run import snakemake, write_config
 
@@ -376,7 +376,7 @@ def test_method_on_the_embedded_model_writes_thoughts_and_reruns_from_the_cache(
     monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: shared)
     problems = [{**p, "source": "t", "meta": "{}"} for p in EASY_PROBLEMS[:2]]
     write_table(problems, PROBLEM_SCHEMA, tmp_path / "problems.parquet")
-    cfg = load(overrides={"engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}}, **SMALL})
+    cfg = load(overrides=SMALL)
     out = tmp_path / method / "shard-00000.parquet"
 
     stats = run_method(cfg, method, tmp_path / "problems.parquet", out)

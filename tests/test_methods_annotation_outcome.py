@@ -20,7 +20,6 @@ from pipeline.formats.preference import outcome_pairs, preference_pairs
 from pipeline.methods import annotation, method_module, outcome
 from pipeline.stages.export import format_tables
 from pipeline.tables import PREFERENCE_SCHEMA, THOUGHT_SCHEMA, write_table
-from tests.conftest import TEST_MEMORY_FRACTION
 from tests.fake_engine import SharedEngine
 from trees.model import Node, Tree
 
@@ -327,9 +326,7 @@ def real(vllm_engine, tmp_path, monkeypatch):
 
 
 def small(overrides: dict):
-    return load(
-        overrides={"engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}}, **overrides}
-    )
+    return load(overrides=overrides)
 
 
 def test_real_annotation_expansion_is_guarded_retried_and_cached(real):

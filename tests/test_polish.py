@@ -17,7 +17,6 @@ from pipeline.polish_feedback import RetryPrompt
 from pipeline.polish_guard import GuardResult
 from pipeline.stages.polish import run_polish
 from pipeline.tables import THOUGHT_SCHEMA, write_table
-from tests.conftest import TEST_MEMORY_FRACTION
 from tests.fake_engine import SharedEngine
 
 PROMPT = "prompts/polish.yaml"
@@ -223,7 +222,6 @@ def real_polish(vllm_engine, tmp_path, monkeypatch):
     write_thoughts(tmp_path / "t.parquet", ids=("a", "b"))
     cfg = load(
         overrides={
-            "engines": {"local": {"gpu_memory_utilization": TEST_MEMORY_FRACTION}},
             # A stricter match than the default, so the small model's first rewrites fail and retry.
             "polish": {"attempts": 3, "budget_factor": 1.0, "budget_margin": 16, "min_step_similarity": 100},
         }

@@ -20,7 +20,6 @@ from pipeline.model_files import EMBEDDED_MODEL, resolve_model
 from pipeline.scorers.base import StepToScore
 from pipeline.scorers.prm import QWEN_PRM_SYSTEM, MathShepherdPRM, QwenPRM
 from pipeline.scorers.rollouts import RolloutScorer
-from tests.conftest import TEST_MEMORY_FRACTION
 
 # Math-Shepherd PRM inputs of growing depth, and the same paths for Qwen-PRM.
 PATHS = [
@@ -45,7 +44,7 @@ def _vllm(model: str, **kwargs):
         kind="vllm",
         model=model,
         dtype="float32",
-        gpu_memory_utilization=TEST_MEMORY_FRACTION,
+        kv_cache_gib=0.5,  # room for a few prompts of max_model_len, beside the other engines
         **kwargs,
     )
     return VLLMEngine(settings)

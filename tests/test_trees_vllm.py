@@ -26,11 +26,14 @@ def built(vllm_engine):
     return cfg, builder, nodes, vllm_engine.stats.calls - calls_before
 
 
-def test_one_policy_and_one_critic_call_per_level(built):
-    _, builder, _, calls = built
-    levels = builder.counts["levels"]
-    assert levels >= 2
-    assert calls == builder.counts["policy_calls"] + builder.counts["scorer_calls"] == 2 * levels
+def test_each_sibling_group_is_one_policy_request_and_one_critic_call(built):
+    cfg, builder, nodes, calls = built
+    expanded = [n for n in nodes if n.is_root or (n.kept and not n.is_terminal)]
+    judged = {(n.problem_id, n.parent_id) for n in nodes if n.verdict != "unknown" or n.scorer}
+    assert max(n.depth for n in nodes) >= 2
+    assert builder.counts["policy_calls"] == len(expanded)
+    assert builder.counts["scorer_calls"] == len(judged)
+    assert calls == builder.counts["policy_calls"] + builder.counts["scorer_calls"]
 
 
 def test_every_node_is_sampled_w_times_and_recorded(built):

@@ -15,11 +15,15 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from pipeline.engines.vllm_engine import kv_cache_bytes
 from pipeline.model_files import cache_root
 
 SERVED_MODEL_NAME = "smollm2"
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
+
+
+MAX_MODEL_LEN = 4096
 
 
 def free_port() -> int:
@@ -33,9 +37,13 @@ def vllm_server(
     model_path: str,
     port: int | None = None,
     extra_args: Sequence[str] = (),
-    memory_fraction: float = 0.3,
+    max_num_seqs: int = 16,
 ) -> Iterator[str]:
-    """Serve model_path as "smollm2" on 127.0.0.1; yields http://127.0.0.1:PORT/v1."""
+    """Serve model_path as "smollm2" on 127.0.0.1; yields http://127.0.0.1:PORT/v1.
+
+    Its KV cache holds max_num_seqs sequences of max_model_len tokens, as the pipeline's
+    kv_cache_gib: auto sizes it: sized by a fraction of memory instead, vLLM on CPU refuses to
+    start beside another instance ("Available memory on node 0 ... less than requested")."""
     port = port or free_port()
     env = dict(os.environ)
     # Same CPU defaults as the in-process engine: both cores, compile cache in the workspace.
@@ -55,9 +63,11 @@ def vllm_server(
         "--served-model-name",
         SERVED_MODEL_NAME,
         "--max-model-len",
-        "4096",
-        "--gpu-memory-utilization",
-        str(memory_fraction),
+        str(MAX_MODEL_LEN),
+        "--kv-cache-memory-bytes",
+        str(kv_cache_bytes(model_path, max_num_seqs, MAX_MODEL_LEN)),
+        "--max-num-seqs",
+        str(max_num_seqs),
         "--enforce-eager",
         "--dtype",
         "auto",

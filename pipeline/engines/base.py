@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -70,6 +72,9 @@ class EngineStats:
 
 
 class Engine(Protocol):
+    """Engines may also offer `async agenerate(requests)` (same result): callers on an event loop
+    use it through `generate_async`, so many calls share a continuously batching engine at once."""
+
     label: str  # model name as recorded in outputs
     stats: EngineStats
 
@@ -77,6 +82,38 @@ class Engine(Protocol):
         """n completions for each request, in request order. One call = one engine batch."""
 
     def close(self) -> None: ...
+
+
+async def generate_async(engine: Engine, requests: Sequence[Request]) -> list[list[Completion]]:
+    """`engine.agenerate` where the engine has one. A scripted test engine without it is called
+    inline: the event loop waits, so its calls keep one deterministic order."""
+    agenerate = getattr(type(engine), "agenerate", None)
+    if agenerate is not None:
+        return await agenerate(engine, requests)
+    return engine.generate(requests)
+
+
+class BusyClock:
+    """Seconds during which at least one call was in flight: an engine serving overlapping calls
+    is busy once for all of them, so its tokens per second are not divided by a summed time."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._since = 0.0
+        self.seconds = 0.0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inflight == 0:
+                self._since = time.perf_counter()
+            self._inflight += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self.seconds += time.perf_counter() - self._since
 
 
 @dataclass
@@ -93,6 +130,10 @@ class EngineSettings:
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     enable_prefix_caching: bool = True
+    # The KV cache in GiB, "auto" (max_num_seqs sequences of max_model_len tokens: nothing is ever
+    # preempted), or None (vLLM's own sizing from gpu_memory_utilization, the usual on a GPU).
+    kv_cache_gib: float | str | None = None
+    max_num_seqs: int | None = None
     vllm_kwargs: dict = field(default_factory=dict)
     # openai
     base_url: str | None = None

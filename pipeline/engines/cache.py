@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.engines.base import Completion, Engine, EngineStats, Request
+from pipeline.engines.base import Completion, Engine, EngineStats, Request, generate_async
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -33,21 +34,27 @@ def request_key(model: str, request: Request) -> str:
 
 
 class ResponseCache:
-    """Completions stored per (request key, sample index) in one SQLite file."""
+    """Completions stored per (request key, sample index) in one SQLite file.
+
+    One connection shared by the stage's threads (a judge called from a worker thread while the
+    tree search runs on the event loop), each statement under a lock.
+    """
 
     def __init__(self, path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path))
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(_SCHEMA)
         self.db.commit()
 
     def lookup(self, key: str, n: int) -> list[Completion] | None:
         """All n samples of a request, or None when any is missing."""
-        rows = self.db.execute(
-            "SELECT completion FROM completions WHERE key = ? AND sample < ? ORDER BY sample",
-            (key, n),
-        ).fetchall()
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT completion FROM completions WHERE key = ? AND sample < ? ORDER BY sample",
+                (key, n),
+            ).fetchall()
         if len(rows) < n:
             return None
         return [Completion(**json.loads(c)) for (c,) in rows]
@@ -56,16 +63,19 @@ class ResponseCache:
         """Failed calls are not stored, so a rerun retries them."""
         if any(c.finish_reason == "error" for c in completions):
             return
-        self.db.executemany(
-            "INSERT OR REPLACE INTO completions (key, sample, completion) VALUES (?, ?, ?)",
-            [(key, i, json.dumps(asdict(c))) for i, c in enumerate(completions)],
-        )
+        with self.lock:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO completions (key, sample, completion) VALUES (?, ?, ?)",
+                [(key, i, json.dumps(asdict(c))) for i, c in enumerate(completions)],
+            )
 
     def commit(self) -> None:
-        self.db.commit()
+        with self.lock:
+            self.db.commit()
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            self.db.close()
 
 
 class CachedEngine:
@@ -85,29 +95,44 @@ class CachedEngine:
         return EngineStats(**{**work, "cache_hits": self.cache_hits})
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        keys, results, missing = self._lookup(requests)
+        if missing:
+            fresh = self._inner().generate([requests[i] for i in missing])
+            self._store(keys, results, missing, fresh)
+        return results  # type: ignore[return-value]
+
+    async def agenerate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        keys, results, missing = self._lookup(requests)
+        if missing:
+            fresh = await generate_async(self._inner(), [requests[i] for i in missing])
+            self._store(keys, results, missing, fresh)
+        return results  # type: ignore[return-value]
+
+    def _inner(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._open()
+        return self._engine
+
+    def _lookup(self, requests: Sequence[Request]) -> tuple[list[str], list, list[int]]:
         keys = [request_key(self.label, r) for r in requests]
         results = [self.cache.lookup(k, r.n) for k, r in zip(keys, requests)]
         missing = [i for i, r in enumerate(results) if r is None]
         self.cache_hits += len(requests) - len(missing)
-        if missing:
-            if self._engine is None:
-                self._engine = self._open()
-            fresh = self._engine.generate([requests[i] for i in missing])
-            for i, completions in zip(missing, fresh):
-                results[i] = completions
-                self.cache.store(keys[i], completions)
-            # Committed per batch: a crash later in the stage keeps every answered level.
-            self.cache.commit()
-        return results  # type: ignore[return-value]
+        return keys, results, missing
+
+    def _store(self, keys: list[str], results: list, missing: list[int], fresh) -> None:
+        for i, completions in zip(missing, fresh):
+            results[i] = completions
+            self.cache.store(keys[i], completions)
+        # Committed per call (a sibling group's, or a level's): a kill loses only calls in flight.
+        self.cache.commit()
 
     def __getattr__(self, name: str):
         # Other engine calls (a PRM's token probabilities, prompt rendering) are deterministic
         # prefills, cheap to redo: they go to the engine uncached.
         if name.startswith("_"):
             raise AttributeError(name)
-        if self._engine is None:
-            self._engine = self._open()
-        return getattr(self._engine, name)
+        return getattr(self._inner(), name)
 
     def close(self) -> None:
         if self._engine is not None:

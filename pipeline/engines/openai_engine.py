@@ -6,13 +6,13 @@ import asyncio
 import logging
 import os
 import random
-import time
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
 import openai
 
-from pipeline.engines.base import Completion, EngineSettings, EngineStats, Request
+from pipeline.engines.base import BusyClock, Completion, EngineSettings, EngineStats, Request
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,14 @@ class OpenAIEngine:
             # Local servers take any key; a placeholder also keeps the client from sending an
             # OPENAI_API_KEY it finds in the environment.
             api_key = "EMPTY"
-        # One loop for the engine's lifetime: the client's connection pool is bound to the loop it
-        # first ran on, and a second asyncio.run fails with "Event loop is closed".
+        # One loop for the engine's lifetime, in a thread of its own: the client's connection pool
+        # is bound to the loop it first ran on, and callers come from any thread or event loop.
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-engine", daemon=True)
+        self._thread.start()
+        # One bound for every call in flight, whichever caller sent it.
+        self._limit = asyncio.Semaphore(settings.max_concurrency)
+        self._busy = BusyClock()
         # The client retries 429/5xx/timeouts/connection errors itself, with exponential backoff
         # that honours Retry-After; the hook counts every HTTP attempt so the retries show in stats.
         self._attempts = 0
@@ -55,17 +60,26 @@ class OpenAIEngine:
         self._attempts += 1
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        if not requests:
-            return []
+        return self._submit(requests).result()
+
+    async def agenerate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        return await asyncio.wrap_future(self._submit(requests))
+
+    def _submit(self, requests: Sequence[Request]):
         if not self.settings.supports_continue_final and any(r.continue_final for r in requests):
             raise ValueError(
                 f"engine {self.settings.name!r} has supports_continue_final: false, but the "
                 "single-step policy needs a server that can continue a partial assistant turn "
                 "(vLLM or SGLang with continue_final_message)"
             )
-        start = time.perf_counter()
-        results = self._loop.run_until_complete(self._generate_all(requests))
-        self.stats.engine_s += time.perf_counter() - start
+        return asyncio.run_coroutine_threadsafe(self._generate(requests), self._loop)
+
+    async def _generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        if not requests:
+            return []
+        with self._busy:
+            results = list(await asyncio.gather(*(self._request(r) for r in requests)))
+        self.stats.engine_s = self._busy.seconds
         self.stats.calls += 1
         self.stats.requests += len(requests)
         self.stats.retries = self._attempts - self._calls
@@ -84,35 +98,29 @@ class OpenAIEngine:
             )
         return results
 
-    async def _generate_all(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        limit = asyncio.Semaphore(self.settings.max_concurrency)
-        return list(await asyncio.gather(*(self._request(r, limit) for r in requests)))
-
-    async def _request(self, request: Request, limit: asyncio.Semaphore) -> list[Completion]:
+    async def _request(self, request: Request) -> list[Completion]:
         """Exactly request.n completions; missing choices are fetched one by one."""
         # vLLM rejects n > 1 with greedy sampling (400), so greedy requests ask for one choice
         # and take the rest from the same fallback as servers that ignore n.
         n = 1 if request.temperature == 0 else request.n
-        comps = (await self._call(request, n, request.seed, limit))[: request.n]
+        comps = (await self._call(request, n, request.seed))[: request.n]
         if comps and comps[0].finish_reason == "error":
             return [replace(comps[0]) for _ in range(request.n)]
         # Some servers ignore n and answer with one choice: ask for the rest with n=1 each, with
         # distinct seeds so seeded sampling does not return the same text again.
         missing = range(len(comps), request.n)
         seeds = [None if request.seed is None else request.seed + i for i in missing]
-        for extra in await asyncio.gather(*(self._call(request, 1, s, limit) for s in seeds)):
+        for extra in await asyncio.gather(*(self._call(request, 1, s) for s in seeds)):
             comps.extend(extra[:1])
         return comps
 
-    async def _call(
-        self, request: Request, n: int, seed: int | None, limit: asyncio.Semaphore
-    ) -> list[Completion]:
+    async def _call(self, request: Request, n: int, seed: int | None) -> list[Completion]:
         """One HTTP call; a failure that outlived the retries gives n error completions."""
         params = self._params(request, n, seed)
         self._calls += 1
         for attempt in range(self.settings.max_retries + 1):
             try:
-                async with limit:
+                async with self._limit:
                     response = await self.client.chat.completions.create(**params)
                 return self._completions(response, request)
             except openai.APIError as e:
@@ -182,7 +190,9 @@ class OpenAIEngine:
 
     def close(self) -> None:
         if not self._loop.is_closed():
-            self._loop.run_until_complete(self.client.close())
+            asyncio.run_coroutine_threadsafe(self.client.close(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
             self._loop.close()
 
 

@@ -1,13 +1,19 @@
-"""In-process vLLM: the whole batch of a tree level goes to the engine in one generate call."""
+"""In-process vLLM, stepped continuously: requests join the running batch whenever they arrive."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
+import queue
 import re
 import secrets
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
 
 from pipeline.engines.base import Completion, EngineSettings, EngineStats, Request
 from pipeline.model_files import cache_root, resolve_model
@@ -115,6 +121,22 @@ def _add_text(parts: list[tuple[str, bool]], text: str) -> None:
         parts.append((text, False))
 
 
+def _kv_bytes(settings: EngineSettings, model_dir: str) -> int:
+    if settings.kv_cache_gib != "auto":
+        return int(float(settings.kv_cache_gib) * 2**30)
+    if not (settings.max_num_seqs and settings.max_model_len):
+        raise ValueError(f"engine {settings.name!r}: kv_cache_gib auto needs max_num_seqs and max_model_len")
+    size = kv_cache_bytes(model_dir, settings.max_num_seqs, settings.max_model_len, settings.dtype)
+    log.info(
+        "engine %s: KV cache %.2f GiB (%d sequences of %d tokens)",
+        settings.name,
+        size / 2**30,
+        settings.max_num_seqs,
+        settings.max_model_len,
+    )
+    return size
+
+
 def _too_long(prompt_tokens: int, max_model_len: int) -> str:
     """Why vLLM would refuse the prompt (it raises for the whole batch), or "" when it fits."""
     if prompt_tokens > max_model_len:
@@ -122,6 +144,98 @@ def _too_long(prompt_tokens: int, max_model_len: int) -> str:
     if prompt_tokens == max_model_len:
         return f"prompt is {prompt_tokens} tokens, max_model_len {max_model_len} leaves no room to generate"
     return ""
+
+
+class StepLoop:
+    """vLLM's engine stepped in a thread of its own: a request from any thread or event loop joins
+    the running batch at the next step (continuous batching, as vLLM's server does), and its future
+    resolves as soon as its own sequences finish, whatever else is still running."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.busy_s = 0.0  # seconds with at least one request in the engine
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: dict[str, Future] = {}
+        self._thread = threading.Thread(target=self._run, name="vllm-steps", daemon=True)
+        self._thread.start()
+
+    def submit(self, prompt, params) -> Future:
+        future: Future = Future()
+        self._queue.put((prompt, params, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self.llm = None  # the engine's owner drops it; nothing here may keep it alive
+
+    def _run(self) -> None:
+        since = 0.0
+        while True:
+            # Wait for work only while the engine is idle; otherwise take what arrived and step.
+            items = [] if self._pending else [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in items:
+                self._fail_all(RuntimeError("the engine was closed"))
+                return
+            if items and not self._pending:
+                since = time.perf_counter()
+            for prompt, params, future in items:
+                if not future.set_running_or_notify_cancel():  # its caller gave up waiting
+                    continue
+                try:
+                    (internal,) = self.llm.enqueue(prompt, params, use_tqdm=False)
+                except Exception as e:  # a request vLLM refuses fails alone
+                    future.set_exception(e)
+                    continue
+                # Outputs carry the id handed to vLLM; enqueue returns it with a random suffix.
+                self._pending[internal.rsplit("-", 1)[0]] = future
+            if not self._pending:
+                continue
+            try:
+                outputs = self.llm.llm_engine.step()
+            except Exception as e:
+                self._fail_all(e)
+                outputs = []
+            for out in outputs:
+                if out.finished and out.request_id in self._pending:
+                    self._pending.pop(out.request_id).set_result(out)
+            if not self._pending:
+                self.busy_s += time.perf_counter() - since
+
+    def _fail_all(self, error: Exception) -> None:
+        for future in self._pending.values():
+            future.set_exception(error)
+        self._pending.clear()
+
+
+def kv_cache_bytes(model: str, sequences: int, tokens: int, dtype: str = "auto") -> int:
+    """KV-cache bytes for `sequences` sequences of `tokens` tokens: keys and values of every layer,
+    in the model's dtype unless the engine names one.
+
+    >>> import tempfile; d = tempfile.mkdtemp()
+    >>> _ = Path(d, "config.json").write_text('{"num_hidden_layers": 30, "num_attention_heads": 9, '
+    ...     '"num_key_value_heads": 3, "hidden_size": 576, "dtype": "bfloat16"}')
+    >>> kv_cache_bytes(d, sequences=1, tokens=1)  # SmolLM2-135M: 30 layers x 3 heads x 64 x (K, V) x 2 B
+    23040
+    """
+    config = Path(model) / "config.json"
+    if config.is_file():
+        cfg = json.loads(config.read_text())
+    else:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(model).to_dict()
+    cfg = cfg.get("text_config", cfg)
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+    name = dtype if dtype != "auto" else str(cfg.get("dtype") or cfg.get("torch_dtype") or "bfloat16")
+    width = 4 if name in ("float32", "float", "torch.float32") else 2
+    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * width * sequences * tokens
 
 
 class VLLMEngine:
@@ -141,6 +255,10 @@ class VLLMEngine:
         )
         if settings.max_model_len:
             kwargs["max_model_len"] = settings.max_model_len
+        if settings.max_num_seqs:
+            kwargs["max_num_seqs"] = settings.max_num_seqs
+        if settings.kv_cache_gib is not None:
+            kwargs["kv_cache_memory_bytes"] = _kv_bytes(settings, kwargs["model"])
         if _on_cpu():
             # vLLM's CPU runner rewinds a seeded request's generator when a chunked prefill is cut
             # short, which CPU generators cannot do ("CPU Generator does not use offset"): with
@@ -151,6 +269,7 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.chat = ChatTokens(self.tokenizer)
         self.max_model_len = self.llm.model_config.max_model_len
+        self.steps = StepLoop(self.llm)
 
     def render(self, request: Request) -> str:
         """The request's prompt as text (what the model reads; generate sends the tokens)."""
@@ -174,36 +293,37 @@ class VLLMEngine:
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         """Requests whose prompt does not fit max_model_len get error completions and are not sent:
-        vLLM would refuse the whole batch for one of them."""
-        prompt_ids = [self.chat.ids(r) for r in requests]
+        vLLM would refuse them."""
+        results, sent = self._submit(requests)
+        return self._collect(results, sent, [f.result() for _, f in sent])
+
+    async def agenerate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        """generate for callers on an event loop: the loop runs on while the engine works."""
+        results, sent = self._submit(requests)
+        outputs = await asyncio.gather(*(asyncio.wrap_future(f) for _, f in sent))
+        return self._collect(results, sent, outputs)
+
+    def _submit(self, requests: Sequence[Request]) -> tuple[list[list[Completion]], list[tuple[int, Future]]]:
+        from vllm.inputs import TokensPrompt
+
         results: list[list[Completion]] = [[] for _ in requests]
-        send = []
-        for i, (request, ids) in enumerate(zip(requests, prompt_ids)):
+        sent = []
+        for i, request in enumerate(requests):
+            ids = self.chat.ids(request)
             error = _too_long(len(ids), self.max_model_len)
             if error:
                 log.warning("request %d of %d not sent: %s", i + 1, len(requests), error)
                 self.stats.failed += 1
                 results[i] = [Completion("", 0, finish_reason="error", error=error) for _ in range(request.n)]
             else:
-                send.append(i)
-        if send:
-            outputs = self._generate([prompt_ids[i] for i in send], [requests[i] for i in send])
-            for i, completions in zip(send, outputs):
-                results[i] = completions
-        return results
+                prompt = TokensPrompt(prompt_token_ids=ids)
+                sent.append((i, self.steps.submit(prompt, self._sampling(request))))
+        self.stats.calls += bool(sent)
+        self.stats.requests += len(sent)
+        return results, sent
 
-    def _generate(self, prompt_ids: list[list[int]], requests: list[Request]) -> list[list[Completion]]:
-        from vllm.inputs import TokensPrompt
-
-        prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
-        params = [self._sampling(r) for r in requests]
-        start = time.perf_counter()
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        self.stats.engine_s += time.perf_counter() - start
-        self.stats.calls += 1
-        self.stats.requests += len(requests)
-        results = []
-        for out in outputs:
+    def _collect(self, results: list[list[Completion]], sent, outputs) -> list[list[Completion]]:
+        for (i, _), out in zip(sent, outputs):
             self.stats.prompt_tokens += len(out.prompt_token_ids or ())
             comps = []
             for c in out.outputs:
@@ -213,11 +333,13 @@ class VLLMEngine:
                 ended = finish == "stop" and c.stop_reason is None
                 comps.append(Completion(text=c.text, tokens=tokens, finish_reason=finish, ended=ended))
             self.stats.completions += len(comps)
-            results.append(comps)
+            results[i] = comps
+        self.stats.engine_s = self.steps.busy_s
         return results
 
     def close(self) -> None:
         # Drop the engine so its worker process and memory are released before the stage ends.
+        self.steps.close()
         del self.llm
 
     def _single_token(self, text: str) -> int:
@@ -241,9 +363,9 @@ class VLLMEngine:
         params = SamplingParams(
             max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids.values()))
         )
-        start = time.perf_counter()
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        self.stats.engine_s += time.perf_counter() - start
+        # Through the step loop, so a PRM sharing the policy's engine joins its batch.
+        outputs = [f.result() for f in [self.steps.submit(p, params.clone()) for p in prompts]]
+        self.stats.engine_s = self.steps.busy_s
         self.stats.calls += 1
         self.stats.requests += len(prompts)
         self.stats.prompt_tokens += sum(len(out.prompt_token_ids or ()) for out in outputs)
@@ -258,6 +380,7 @@ class VLLMEngine:
         if not prompts:
             return []
         params = PoolingParams(step_tag_id=self._single_token(token))
+        # A pooling model serves no generate requests, so its step loop is idle: encode steps alone.
         start = time.perf_counter()
         outputs = self.llm.encode(list(prompts), params, pooling_task="token_classify", use_tqdm=False)
         self.stats.engine_s += time.perf_counter() - start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,4 +34,14 @@ class Scorer(Protocol):
     rule: str
 
     def score(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
-        """Scores in item order, and the tokens the scorer generated. One engine batch per call."""
+        """Scores in item order, and the tokens the scorer generated. One engine batch per call.
+        Scorers that talk to an engine also offer `async ascore(items)`, the same on an event loop."""
+
+
+async def score_async(scorer: Scorer, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
+    """`scorer.ascore` where it has one; otherwise `score` in a worker thread (a PRM's engine
+    call), so the event loop's other trees go on meanwhile."""
+    ascore = getattr(scorer, "ascore", None)
+    if ascore is not None:
+        return await ascore(items)
+    return await asyncio.to_thread(scorer.score, items)

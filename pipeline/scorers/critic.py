@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from pipeline.config import CriticConfig
 from pipeline.engines import Completion, Engine, Request
+from pipeline.engines.base import generate_async
 from pipeline.prompts import CriticPrompt
 from pipeline.scorers.base import StepScore, StepToScore
 
@@ -146,7 +147,13 @@ class Critic:
         )
 
     def score(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
-        outs = self.engine.generate([self.request(item) for item in items])
+        return self._read(self.engine.generate([self.request(item) for item in items]))
+
+    async def ascore(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
+        return self._read(await generate_async(self.engine, [self.request(item) for item in items]))
+
+    @staticmethod
+    def _read(outs: list[list[Completion]]) -> tuple[list[StepScore], int]:
         # One judgement is its own majority, with the same verdict, score, rationale and problem.
         scores = [majority([parse_verdict(c) for c in o]) for o in outs]
         return scores, sum(c.tokens for o in outs for c in o)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import PolicyConfig, RolloutsConfig
 from pipeline.engines import Engine, Request
+from pipeline.engines.base import generate_async
 from pipeline.prompts import PolicyPrompt
 from pipeline.scorers.base import StepScore, StepToScore
 
@@ -66,19 +67,37 @@ class RolloutScorer:
         )
 
     def score(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
-        own = [extract_boxed(item.step) for item in items]
-        todo = [i for i, answer in enumerate(own) if answer is None]
+        todo = self._todo(items)
         outs = self.engine.generate([self.request(items[i]) for i in todo]) if todo else []
-        rollouts = dict(zip(todo, outs))
+        answers, pairs = self._answers(items, todo, outs)
+        return self._scores(items, todo, outs, answers, pairs, self.checker.check([p for _, p in pairs]))
 
-        answers = [[a] for a in own]
-        for i, comps in rollouts.items():
+    async def ascore(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
+        todo = self._todo(items)
+        outs = await generate_async(self.engine, [self.request(items[i]) for i in todo]) if todo else []
+        answers, pairs = self._answers(items, todo, outs)
+        verdicts = await self.checker.averdicts([p for _, p in pairs])
+        return self._scores(items, todo, outs, answers, pairs, [v.correct is True for v in verdicts])
+
+    @staticmethod
+    def _todo(items: Sequence[StepToScore]) -> list[int]:
+        return [i for i, item in enumerate(items) if extract_boxed(item.step) is None]
+
+    @staticmethod
+    def _answers(items, todo, outs) -> tuple[list[list[str | None]], list[tuple[int, tuple[str, str]]]]:
+        """Each item's answers (its own, or its rollouts'), and the (item, (reference, answer)) pairs
+        to verify: the whole batch's go to math-verify in one call."""
+        answers = [[extract_boxed(item.step)] for item in items]
+        for i, comps in zip(todo, outs):
             answers[i] = [extract_boxed(c.text) for c in comps]
-        # The whole batch's answers go to math-verify in one call.
-        pairs = [(i, a) for i, found in enumerate(answers) for a in found if a is not None]
-        verified = self.checker.check([(items[i].reference, a) for i, a in pairs])
-        hits = Counter(i for (i, _), ok in zip(pairs, verified) if ok)
+        pairs = [
+            (i, (items[i].reference, a)) for i, found in enumerate(answers) for a in found if a is not None
+        ]
+        return answers, pairs
 
+    def _scores(self, items, todo, outs, answers, pairs, verified) -> tuple[list[StepScore], int]:
+        rollouts = dict(zip(todo, outs))
+        hits = Counter(i for (i, _), ok in zip(pairs, verified) if ok)
         scores = []
         for i in range(len(items)):
             if i not in rollouts:

@@ -1,0 +1,72 @@
+"""How far a long stage has got: a tqdm bar on a terminal, otherwise one log line per interval (a
+Snakemake log or a SLURM output file would fill up with bar redraws)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+# Seconds between progress lines when stderr is not a terminal.
+INTERVAL_S = float(os.environ.get("JOURNEY_PROGRESS_INTERVAL_S", "30"))
+
+
+class Progress:
+    """`done` of `total` units (trees, thoughts), with running counts such as nodes and tokens;
+    tokens also show as tokens per second since the start."""
+
+    def __init__(self, desc: str, total: int, unit: str, interval_s: float = INTERVAL_S):
+        self.desc, self.total, self.unit = desc, total, unit
+        self.interval_s = interval_s
+        self.done = 0
+        self.counts: Counter = Counter()
+        self.start = self._last = time.perf_counter()
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True) if tty else None
+
+    def update(self, done: int = 0, **counts: int) -> None:
+        self.done += done
+        self.counts.update(counts)
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._rates(), refresh=False)
+            self.bar.update(done)
+        elif time.perf_counter() - self._last >= self.interval_s:
+            self.log()
+
+    def _rates(self) -> str:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        parts = [f"{v} {k}" for k, v in self.counts.items()]
+        if "tokens" in self.counts:
+            parts.append(f"{self.counts['tokens'] / elapsed:.1f} tok/s")
+        return ", ".join(parts)
+
+    def line(self) -> str:
+        """One line, e.g. "trees: 5/16 trees finished, 120 nodes, 9800 tokens, 81.7 tok/s, 120 s"."""
+        elapsed = time.perf_counter() - self.start
+        rates = self._rates()
+        return (
+            f"{self.desc}: {self.done}/{self.total} {self.unit} finished"
+            + (f", {rates}" if rates else "")
+            + f", {elapsed:.0f} s"
+        )
+
+    def log(self) -> None:
+        log.info(self.line())
+        self._last = time.perf_counter()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.log()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
