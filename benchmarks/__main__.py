@@ -10,20 +10,46 @@ import sys
 # Before vLLM is imported: its INFO lines and per-weight load warnings would bury the figures.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from benchmarks import derive, engine_ratio, naive, overhead, rerun  # noqa: E402
+from benchmarks import derive, naive, overlap, rerun, rss_growth, stream_ratio  # noqa: E402
 from benchmarks.session import Session  # noqa: E402
 
-# Sized so the whole run stays within ~8 minutes on a 2-core CPU; the naive loop dominates.
-FULL = {"problems": 6, "width": 3, "depth": 3, "rounds": 3, "derive_trees": 500}
-QUICK = {"problems": 2, "width": 2, "depth": 2, "rounds": 1, "derive_trees": 100}
+# Sized so the whole run stays within 10 minutes on a 2-core CPU.
+FULL = {
+    "problems": 32,
+    "width": 3,
+    "depth": 3,
+    "rounds": 2,
+    "naive_problems": 3,
+    "sequential_sample": 40,
+    "overlap_problems": 8,
+    "delay_s": 1.0,
+    "rss_multiplier": 10,
+    "derive_trees": 500,
+}
+QUICK = {
+    "problems": 4,
+    "width": 2,
+    "depth": 2,
+    "rounds": 1,
+    "naive_problems": 1,
+    "sequential_sample": 8,
+    "overlap_problems": 2,
+    "delay_s": 0.5,
+    "rss_multiplier": 2,
+    "derive_trees": 100,
+}
 
-# In run order: CPU-only derivation before the engine loads, the slow naive loop last.
+# In run order: CPU-only derivation before the engine loads; the figures that start engines of their
+# own (a server, subprocess jobs) after the shared one is closed.
 FIGURES = {
     "derive_trees_per_s": lambda s, size: derive.run(size["derive_trees"]),
-    "p1_engine_ratio": lambda s, size: engine_ratio.run(s, size["rounds"]),
-    "p3_overhead": lambda s, size: overhead.run(s, size["rounds"]),
+    "p1_stream_ratio": lambda s, size: stream_ratio.run(s, size["rounds"]),
     "rerun_engine_calls": lambda s, size: rerun.run(s),
-    "p2_vs_naive": lambda s, size: naive.run(s, size["rounds"]),
+    "p2_vs_naive": lambda s, size: naive.run(s, size["naive_problems"], size["sequential_sample"]),
+    "p4_overlap": lambda s, size: overlap.run(
+        size["overlap_problems"], size["width"], size["depth"], size["delay_s"]
+    ),
+    "p5_rss_growth": lambda s, size: rss_growth.run(size["rss_multiplier"]),
 }
 
 
@@ -39,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, measure in FIGURES.items():
             if args.only and name != args.only:
                 continue
+            if name in ("p4_overlap", "p5_rss_growth"):
+                session.close()
             figure = measure(session, size)
             print(figure.line(), flush=True)
             for detail in figure.details:

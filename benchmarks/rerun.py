@@ -12,7 +12,7 @@ from pipeline.stages.trees import TreeBuilder
 
 
 def run(session: Session) -> Figure:
-    first = session.builds_at_least(1)[0]
+    first = session.build()
     engine = session.engine
     opened = []
 

@@ -2,99 +2,106 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from time import perf_counter
 
 from pipeline.answers import AnswerChecker
-from pipeline.config import PROJECT_ROOT, load
+from pipeline.config import PROJECT_ROOT, Config, load
 from pipeline.engines import Completion, Engine, Request
+from pipeline.engines.base import generate_async
 from pipeline.engines.cache import CachedEngine, ResponseCache
 from pipeline.scorers.critic import Critic
 from pipeline.stages.trees import TreeBuilder
 from trees.model import Node
 
 SAMPLE_PROBLEMS = PROJECT_ROOT / "pipeline" / "data" / "sample_problems.jsonl"
-# One vLLM instance at a time, and small: the machine is shared with test runs.
-MEMORY_FRACTION = 0.2
 
 
-def sample_problems() -> list[dict]:
+def sample_problems(count: int | None = None) -> list[dict]:
+    """The bundled problems, repeated under new ids (copy k: "<id>-rk") until there are `count`:
+    a repeat has other node seeds, so it grows another tree."""
     rows = [json.loads(line) for line in SAMPLE_PROBLEMS.read_text().splitlines() if line.strip()]
-    return [{"problem_id": r["id"], "problem": r["problem"], "answer": r["answer"]} for r in rows]
+    base = [{"problem_id": r["id"], "problem": r["problem"], "answer": r["answer"]} for r in rows]
+    count = len(base) if count is None else count
+    return [
+        {**p, "problem_id": p["problem_id"] + (f"-r{i // len(base)}" if i >= len(base) else "")}
+        for i, p in ((i, base[i % len(base)]) for i in range(count))
+    ]
 
 
 class Recorder:
-    """An engine that forwards generate() and keeps every batch it was sent, with its time."""
+    """An engine that forwards every call and keeps the requests it was sent."""
 
     def __init__(self, inner: Engine):
         self.inner = inner
         self.label = inner.label
-        self.batches: list[list[Request]] = []
-        self.seconds: list[float] = []
+        self.requests: list[Request] = []
 
     @property
     def stats(self):
         return self.inner.stats
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        start = perf_counter()
-        out = self.inner.generate(requests)
-        self.seconds.append(perf_counter() - start)
-        self.batches.append(list(requests))
-        return out
+        self.requests += requests
+        return self.inner.generate(requests)
+
+    async def agenerate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        self.requests += requests
+        return await generate_async(self.inner, requests)
 
     def close(self) -> None:
         pass  # the shared engine outlives every build
 
 
-class TimedChecker:
-    """Forwards verdicts() and sums its time: answer checks run inside the build, so they are overhead."""
+class OneAtATime(Recorder):
+    """The research-script pattern: one request in flight at a time, the next sent when it is back."""
 
-    def __init__(self, inner: AnswerChecker):
-        self.inner = inner
-        self.seconds = 0.0
+    def __init__(self, inner: Engine):
+        super().__init__(inner)
+        self._lock: asyncio.Lock | None = None
 
-    def verdicts(self, pairs):
-        start = perf_counter()
-        out = self.inner.verdicts(pairs)
-        self.seconds += perf_counter() - start
+    async def agenerate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        self._lock = self._lock or asyncio.Lock()
+        out = []
+        for request in requests:
+            async with self._lock:
+                out += await super().agenerate([request])
         return out
 
 
 @dataclass
 class Build:
-    """One timed tree build and where its time went."""
+    """One timed tree build."""
 
     nodes: list[Node]
     wall_s: float  # the whole TreeBuilder.build
-    generate_s: float  # inside our engine stack's generate (response cache, rendering, vLLM)
-    llm_s: float  # inside vllm.LLM.generate
-    check_s: float  # answer checks (math-verify in the worker pool)
-    tokens: int  # generated tokens, policy and critic
-    calls: int  # engine batches
-    batches: list[list[Request]]
+    engine_s: float  # seconds the in-process engine had work
+    tokens: int  # tokens the in-process engine generated, policy and critic
+    requests: list[Request]  # every request the builder sent, in order
     cache_file: Path
 
 
 class Session:
-    """The embedded model in one in-process vLLM engine, and the problem set the engine figures use."""
+    """The embedded model in one in-process vLLM engine (the default config's local engine), and
+    the problem set the engine figures use."""
 
     def __init__(self, problems: int, width: int, depth: int):
         self.cfg = load(overrides={"policy": {"width": width, "max_depth": depth}})
         if self.cfg.critic.engine != self.cfg.policy.engine:
             raise ValueError("the benchmarks assume the policy and the critic share one engine")
-        self.settings = dataclasses.replace(
-            self.cfg.engines[self.cfg.policy.engine], gpu_memory_utilization=MEMORY_FRACTION
-        )
-        self.problems = sample_problems()[:problems]
-        self.builds: list[Build] = []
+        self.settings = self.cfg.engines[self.cfg.policy.engine]
+        self.problems = sample_problems(problems)
         self._tmp = tempfile.TemporaryDirectory(prefix="journey-bench-")
+        self._caches = 0
+        # The best streaming build so far, with its requests as one raw batch (seconds, tokens).
+        self.best: tuple[Build, float, int] | None = None
 
     @cached_property
     def checker(self) -> AnswerChecker:
@@ -112,46 +119,70 @@ class Session:
         # A one-level build on a problem outside the set: the first generate, the critic's grammar
         # compilation and the checker's start-up are paid before anything is timed.
         cfg = load(overrides={"policy": {"width": 2, "max_depth": 1}})
-        TreeBuilder(cfg, engine, Critic(engine, cfg.critic), self.checker).build(sample_problems()[-1:])
+        TreeBuilder(cfg, engine, Critic(engine, cfg.critic), self.checker).build(sample_problems(17)[-1:])
         return engine
 
-    def new_build(self) -> Build:
-        """A tree build as the trees stage runs it (behind a fresh response cache), timed in pieces."""
-        engine = self.engine
-        checker = TimedChecker(self.checker)
-        cache_file = Path(self._tmp.name) / f"build-{len(self.builds)}.sqlite"
-        cache = ResponseCache(cache_file)
-        recorder = Recorder(CachedEngine(engine.label, lambda: engine, cache))
-        builder = TreeBuilder(self.cfg, recorder, Critic(recorder, self.cfg.critic), checker)
-        # Every build and every replay starts from an empty prefix cache, so none rides on another.
+    def cache(self) -> ResponseCache:
+        self._caches += 1
+        return ResponseCache(Path(self._tmp.name) / f"build-{self._caches}.sqlite")
+
+    def build(
+        self,
+        problems: list[dict] | None = None,
+        builder: type[TreeBuilder] = TreeBuilder,
+        wrap: Callable[[Engine], Recorder] = Recorder,
+        cfg: Config | None = None,
+        critic_engine: Engine | None = None,
+    ) -> Build:
+        """A tree build as the trees stage runs it (behind a fresh response cache), timed."""
+        engine, cfg = self.engine, cfg or self.cfg
+        cache = self.cache()
+        policy = wrap(CachedEngine(engine.label, lambda: engine, cache))
+        critic = Critic(critic_engine or policy, cfg.critic)
+        # Every build starts from an empty prefix cache, so none rides on another.
         engine.llm.reset_prefix_cache()
         before = dataclasses.replace(engine.stats)
         start = perf_counter()
-        nodes = builder.build(self.problems)
+        nodes = builder(cfg, policy, critic, self.checker).build(problems or self.problems)
         wall = perf_counter() - start
         cache.close()
-        build = Build(
+        return Build(
             nodes=nodes,
             wall_s=wall,
-            generate_s=sum(recorder.seconds),
-            llm_s=engine.stats.engine_s - before.engine_s,
-            check_s=checker.seconds,
+            engine_s=engine.stats.engine_s - before.engine_s,
             tokens=engine.stats.completion_tokens - before.completion_tokens,
-            calls=engine.stats.calls - before.calls,
-            batches=recorder.batches,
-            cache_file=cache_file,
+            requests=policy.requests,
+            cache_file=Path(self._tmp.name) / f"build-{self._caches}.sqlite",
         )
-        self.builds.append(build)
-        return build
 
-    def builds_at_least(self, n: int) -> list[Build]:
-        while len(self.builds) < n:
-            self.new_build()
-        return self.builds
+    def reference(self) -> tuple[Build, float, int]:
+        """The streaming build the ratios compare against, and its requests as one raw batch
+        (seconds, tokens): p1's best round when it ran, else one build and replay now."""
+        if self.best is None:
+            build = self.build()
+            self.best = (build, *raw(self.engine, build.requests))
+        return self.best
 
     def close(self) -> None:
-        if "engine" in self.__dict__:
-            self.engine.close()
-        if "checker" in self.__dict__:
-            self.checker.close()
-        self._tmp.cleanup()
+        """Release the engine and the checker; a figure that needs them again loads them anew."""
+        for name in ("engine", "checker"):
+            if name in self.__dict__:
+                self.__dict__.pop(name).close()
+
+
+def raw(engine, requests: Sequence[Request], one_batch: bool = True) -> tuple[float, int]:
+    """Seconds inside vllm.LLM.generate and tokens generated, sending these requests straight to
+    it: all in one batch, or one after another. Prompts are prepared before the clock starts."""
+    from vllm.inputs import TokensPrompt
+
+    prompts = [TokensPrompt(prompt_token_ids=engine.chat.ids(r)) for r in requests]
+    params = [engine._sampling(r) for r in requests]
+    batches = [(prompts, params)] if one_batch else [([p], [s]) for p, s in zip(prompts, params)]
+    engine.llm.reset_prefix_cache()
+    seconds, tokens = 0.0, 0
+    for batch_prompts, batch_params in batches:
+        start = perf_counter()
+        outputs = engine.llm.generate(batch_prompts, batch_params, use_tqdm=False)
+        seconds += perf_counter() - start
+        tokens += sum(len(c.token_ids) for out in outputs for c in out.outputs)
+    return seconds, tokens

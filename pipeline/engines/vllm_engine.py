@@ -214,12 +214,11 @@ class StepLoop:
 
 
 def kv_cache_bytes(model: str, sequences: int, tokens: int, dtype: str = "auto") -> int:
-    """KV-cache bytes for `sequences` sequences of `tokens` tokens: keys and values of every layer,
-    in the model's dtype unless the engine names one.
+    """KV-cache bytes for `sequences` sequences of `tokens` tokens: keys and values of every layer.
 
     >>> import tempfile; d = tempfile.mkdtemp()
     >>> _ = Path(d, "config.json").write_text('{"num_hidden_layers": 30, "num_attention_heads": 9, '
-    ...     '"num_key_value_heads": 3, "hidden_size": 576, "dtype": "bfloat16"}')
+    ...     '"num_key_value_heads": 3, "hidden_size": 576}')
     >>> kv_cache_bytes(d, sequences=1, tokens=1)  # SmolLM2-135M: 30 layers x 3 heads x 64 x (K, V) x 2 B
     23040
     """
@@ -233,8 +232,8 @@ def kv_cache_bytes(model: str, sequences: int, tokens: int, dtype: str = "auto")
     cfg = cfg.get("text_config", cfg)
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     kv_heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
-    name = dtype if dtype != "auto" else str(cfg.get("dtype") or cfg.get("torch_dtype") or "bfloat16")
-    width = 4 if name in ("float32", "float", "torch.float32") else 2
+    # dtype auto: vLLM runs a float32 checkpoint in 16 bits, so only an explicit float32 is 4 bytes.
+    width = 4 if dtype in ("float32", "float") else 2
     return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * width * sequences * tokens
 
 

@@ -1,0 +1,185 @@
+"""A reverse proxy that adds network latency to an OpenAI-compatible server, and a local server to put behind it.
+
+`latency_proxy(upstream, delay_s)` serves on 127.0.0.1 (a free port) and forwards every request to
+`upstream` after sleeping `delay_s`: what an endpoint a round trip away costs a client that waits on
+each call. Concurrent calls wait side by side (asyncio.sleep), as on a real network: the delay is per
+call, not a queue. Replies are read whole before they are passed on, so a streamed reply arrives in
+one piece at the end. `local_vllm_server()` starts the embedded model as a vLLM OpenAI-compatible
+server, its KV cache sized as the default config's engine sizes its own.
+
+    with local_vllm_server() as upstream, latency_proxy(upstream, 1.0) as url:
+        OpenAI(base_url=url, api_key="none").chat.completions.create(model="smollm2", ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+
+# The headers a client's request keeps on its way upstream, and a reply's on its way back.
+FORWARD_REQUEST = ("authorization", "content-type", "accept")
+FORWARD_REPLY = ("content-type",)
+
+
+class LatencyProxy:
+    """Forwards each request to `upstream` after `delay_s`; counts the calls, by method and path."""
+
+    def __init__(self, upstream: str, delay_s: float):
+        parts = urlsplit(upstream)
+        self.upstream = f"{parts.scheme}://{parts.netloc}"
+        self.path_prefix = parts.path.rstrip("/")
+        self.delay_s = delay_s
+        from tests.vllm_server import free_port
+
+        self.port = free_port()
+        self.calls = 0  # requests forwarded (or failed upstream), every path
+        self.by_path: Counter = Counter()  # "POST /v1/chat/completions" -> calls
+        self.upstream_errors = 0
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def url(self) -> str:
+        """The proxy's base URL, with the upstream's path (".../v1")."""
+        return f"http://127.0.0.1:{self.port}{self.path_prefix}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if ": " in line)}
+            body = await reader.readexactly(int(headers.get("content-length", 0)))
+            self.calls += 1  # one event loop thread: no lock needed
+            self.by_path[f"{method} {path}"] += 1
+            await asyncio.sleep(self.delay_s)
+            forward = {k: v for k, v in headers.items() if k in FORWARD_REQUEST}
+            try:
+                resp = await self._client.request(method, self.upstream + path, content=body, headers=forward)
+            except httpx.HTTPError as exc:
+                self.upstream_errors += 1
+                return await _send(writer, 502, f'{{"error": "upstream: {type(exc).__name__}"}}'.encode())
+            reply = {k: v for k, v in resp.headers.items() if k.lower() in FORWARD_REPLY}
+            await _send(writer, resp.status_code, resp.content, reply)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+            pass  # a client that hung up or sent no HTTP: nothing to answer
+        finally:
+            writer.close()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LatencyProxy]:
+        """Serve in a thread of its own (its own event loop) until the block ends."""
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        failed: list[BaseException] = []
+
+        async def serve() -> None:
+            self._client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=None))
+            try:
+                server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+            except OSError as exc:  # the port was taken between free_port() and here
+                failed.append(exc)
+                started.set()
+                await self._client.aclose()
+                return
+            started.set()
+            try:
+                async with server:
+                    await server.serve_forever()
+            finally:
+                await self._client.aclose()
+
+        thread = threading.Thread(target=_run_until_cancelled, args=(loop, serve()), daemon=True)
+        thread.start()
+        if not started.wait(10):
+            raise RuntimeError("latency proxy did not start within 10 s")
+        if failed:
+            raise failed[0]
+        try:
+            yield self
+        finally:
+            loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+            thread.join(10)
+
+
+@contextlib.contextmanager
+def latency_proxy(upstream_url: str, delay_s: float) -> Iterator[str]:
+    """The base URL of a proxy to `upstream_url` (".../v1") that delays every call by `delay_s`."""
+    with LatencyProxy(upstream_url, delay_s).running() as proxy:
+        yield proxy.url
+
+
+@contextlib.contextmanager
+def local_vllm_server() -> Iterator[str]:
+    """The embedded model served by vLLM on 127.0.0.1 as "smollm2"; yields http://127.0.0.1:PORT/v1.
+
+    Started by tests/vllm_server.py (the one place that knows how to start and reliably stop a vLLM
+    server here, engine-core workers included). Its log is kept in /tmp (vllm-server-*.log), as the
+    tests keep theirs.
+    """
+    from pipeline.model_files import EMBEDDED_MODEL, resolve_model
+    from tests.vllm_server import vllm_server
+
+    with vllm_server(resolve_model(EMBEDDED_MODEL)) as url:
+        yield url
+
+
+def _run_until_cancelled(loop: asyncio.AbstractEventLoop, main) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        loop.run_until_complete(main)
+    loop.close()
+
+
+async def _send(writer, status: int, body: bytes, headers: dict | None = None) -> None:
+    head = [f"HTTP/1.1 {status} X", "Connection: close", f"Content-Length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in (headers or {"content-type": "application/json"}).items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    await writer.drain()
+
+
+def measure(delay_s: float = 1.0) -> dict:
+    """Start the local server, send one chat request straight to it and one through the proxy.
+
+    Returns the server's start-up seconds, each request's seconds and the proxy's call count.
+    """
+    from openai import OpenAI
+
+    start = time.perf_counter()
+    with local_vllm_server() as upstream:
+        server_start_s = time.perf_counter() - start
+        with LatencyProxy(upstream, delay_s).running() as proxy:
+            seconds = {}
+            for name, url in (("warm-up", upstream), ("direct", upstream), ("proxied", proxy.url)):
+                client = OpenAI(base_url=url, api_key="none", max_retries=0)
+                t0 = time.perf_counter()
+                reply = client.chat.completions.create(
+                    model="smollm2",
+                    messages=[{"role": "user", "content": "What is 2 + 3?"}],
+                    max_tokens=16,
+                    temperature=0.0,
+                    seed=1,
+                )
+                seconds[name] = time.perf_counter() - t0
+                seconds[f"{name}_text"] = reply.choices[0].message.content
+            return {
+                "server_start_s": round(server_start_s, 1),
+                **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in seconds.items()},
+                "added_s": round(seconds["proxied"] - seconds["direct"], 3),
+                "proxy_calls": proxy.calls,
+                "proxy_by_path": dict(proxy.by_path),
+            }
+
+
+if __name__ == "__main__":
+    import json
+    import os
+    import sys
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    print(json.dumps(measure(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0), indent=2))

@@ -1,0 +1,87 @@
+"""p4_overlap: the policy in-process and the critic an endpoint away (a proxy adding a fixed latency
+per call): wall time of the level-synchronous search over the streaming one.
+
+On a CPU machine the two engines would fight over the same cores, which no real setup (a GPU policy,
+a critic behind an API) does: each gets cores of its own here, as it would on its own machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from benchmarks import Figure
+from benchmarks.latency_proxy import LatencyProxy, local_vllm_server
+from benchmarks.level_sync import LevelSyncBuilder
+from benchmarks.session import Session
+from pipeline.config import load
+from pipeline.engines.openai_engine import OpenAIEngine
+from pipeline.stages.trees import TreeBuilder
+from tests.vllm_server import SERVED_MODEL_NAME
+
+
+@contextlib.contextmanager
+def pinned(cores: str) -> Iterator[None]:
+    """vLLM engines started inside run their CPU threads on these cores only ("0", "1", "0-3")."""
+    before = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cores
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("VLLM_CPU_OMP_THREADS_BIND")
+        else:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = before
+
+
+def split_cores() -> tuple[str, str]:
+    """Two disjoint core sets, the policy's and the critic server's."""
+    n = os.cpu_count() or 2
+    half = max(1, n // 2)
+    return (f"0-{half - 1}" if half > 1 else "0"), (f"{half}-{n - 1}" if n - half > 1 else str(half))
+
+
+def run(problems: int, width: int, depth: int, delay_s: float) -> Figure:
+    policy_cores, critic_cores = split_cores()
+    session = Session(problems, width, depth)
+    walls, calls = {}, {}
+    with pinned(policy_cores):
+        _ = session.engine  # loaded and warmed up on its own cores
+    with (
+        pinned(critic_cores),
+        local_vllm_server() as upstream,
+        LatencyProxy(upstream, delay_s).running() as proxy,
+    ):
+        endpoint = {
+            "kind": "openai",
+            "base_url": proxy.url,
+            "model": SERVED_MODEL_NAME,
+            "max_concurrency": 64,
+        }
+        cfg = load(
+            overrides={
+                "engines": {"endpoint": endpoint},
+                "policy": {"width": width, "max_depth": depth},
+                "critic": {"engine": "endpoint"},
+            }
+        )
+        critic = OpenAIEngine(cfg.engines["endpoint"])
+        # The server's first structured-output request compiles the critic's grammar: paid here.
+        session.build(session.problems[:1], cfg=cfg, critic_engine=critic)
+        for name, builder in (("streaming", TreeBuilder), ("level-synchronous", LevelSyncBuilder)):
+            before = proxy.calls
+            walls[name] = session.build(builder=builder, cfg=cfg, critic_engine=critic).wall_s
+            calls[name] = proxy.calls - before
+        critic.close()
+    session.close()
+    return Figure(
+        "p4_overlap",
+        round(walls["level-synchronous"] / walls["streaming"], 2),
+        ">= 1.5",
+        [
+            f"{problems} problems, width {width}, depth {depth}; policy in-process on cores {policy_cores}, "
+            f"critic on a local vLLM server on cores {critic_cores} behind a proxy adding {delay_s:g} s per call",
+            ", ".join(f"{name} {walls[name]:.1f} s ({calls[name]} critic calls)" for name in walls),
+        ],
+    )
