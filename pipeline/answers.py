@@ -47,6 +47,21 @@ def _read_batch(references: list[str], timeout_s: int) -> list[list[Reading]]:
     return [read_reference(r, timeout_s) for r in references]
 
 
+async def verdicts_async(checker: AnswerChecker, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
+    """`checker.averdicts`, so an event loop's other work goes on while the workers check; a test's
+    stand-in checker with only `verdicts` is called inline."""
+    averdicts = getattr(checker, "averdicts", None)
+    return await averdicts(pairs) if averdicts else checker.verdicts(pairs)
+
+
+async def verifies(checker: AnswerChecker, reference: str, answer: str) -> bool:
+    """One answer's check on an event loop (undecided is no); a stand-in with only `check` inline."""
+    if getattr(checker, "averdicts", None) is None:
+        return checker.check([(reference, answer)])[0]
+    (verdict,) = await checker.averdicts([(reference, answer)])
+    return verdict.correct is True
+
+
 class AnswerChecker:
     """math-verify in worker processes.
 

@@ -3,6 +3,7 @@ per-method thoughts stage and its merge, on scripted engines and on the embedded
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pyarrow.parquet as pq
@@ -174,7 +175,7 @@ def test_budget_and_retries_end_a_problem_with_correct_false(checker):
     assert (stats["yield"], stats["problems_with_verified_thought"]) == (0.0, 0)
 
 
-def test_one_policy_and_one_action_call_per_round_for_all_problems(checker):
+def test_each_problem_stops_at_its_own_terminate_with_one_request_per_call(checker):
     short = {"policy": ["2 + 3 = 5, so \\boxed{5}."], "judge": [act("terminate")]}
     long = {
         "policy": ["Sara has 2.", "She gets 2.", "2 + 2 = 4, so \\boxed{4}."],
@@ -183,11 +184,65 @@ def test_one_policy_and_one_action_call_per_round_for_all_problems(checker):
     long["judge"].append(act("terminate"))
     rows, stats, engine = build("propose-critique", {"add": short, "pens": long}, (ADD, PENS), checker)
 
-    assert [len(b) for b in engine.batches] == [2, 2, 1, 1, 1, 1]  # round 1 both, then only pens
-    assert stats["rounds"] == 3 and stats["policy_calls"] == stats["action_calls"] == 3
+    assert all(len(b) == 1 for b in engine.batches)  # a call per problem and step, batched by the engine
+    calls = [engine._problem(b[0]) for b in engine.batches]
+    assert (calls.count("add"), calls.count("pens")) == (2, 6)  # one policy and one action call per step
+    assert stats["rounds"] == 3 and stats["policy_calls"] == stats["action_calls"] == 4
     seeds = [r.seed for b in engine.batches for r in b]
-    assert len(set(seeds)) == len(seeds)  # each problem, round and role its own seed
+    assert len(set(seeds)) == len(seeds)  # each problem, step and role its own seed
     assert stats["yield"] == 1.0 and stats["steps"] == 4
+
+
+class SlowScripted(Scripted):
+    """Scripted answers on an event loop: every call about the `slow` problem takes `delay` seconds;
+    `events` keeps ("start" | "end", problem) in the order they happen."""
+
+    def __init__(self, scripts, slow: str, delay: float):
+        super().__init__(scripts)
+        self.slow, self.delay = slow, delay
+        self.events: list[tuple[str, str]] = []
+
+    async def agenerate(self, requests):
+        problem = self._problem(requests[0])
+        self.events.append(("start", problem))
+        await asyncio.sleep(self.delay if problem == self.slow else 0)
+        self.events.append(("end", problem))
+        return self.generate(requests)
+
+
+LONG_AND_SHORT = {
+    "propose-critique": {
+        "pens": {
+            "policy": ["Sara has 2.", "She gets 2.", "2 + 2 = 4, so \\boxed{4}."],
+            "judge": [act("continue"), act("continue"), act("terminate")],
+        },
+        "add": {"policy": ["2 + 3 = 5, so \\boxed{5}."], "judge": [act("terminate")]},
+    },
+    "debate": {
+        "pens": {
+            "policy": ["Sara has 2.", "She gets 2.", "2 + 2 = 4, so \\boxed{4}."],
+            "judge": [judge("continue"), judge("continue")],
+        },
+        "add": {"policy": ["2 + 3 = 5, so \\boxed{5}."], "judge": []},  # verified: no critic call
+    },
+}
+
+
+@pytest.mark.parametrize("method", ["propose-critique", "debate"])
+def test_a_long_problem_does_not_hold_back_one_that_ends_at_its_first_step(method, checker):
+    scripts = LONG_AND_SHORT[method]
+    cfg = load()
+    engine = SlowScripted(scripts, slow="pens", delay=0.2)
+    rows, stats = method_module(method).build(cfg, [PENS, ADD], OnePool(engine), checker)
+
+    # Every call about add starts and ends while pens's first call (0.2 s) is still out.
+    first_slow_end = engine.events.index(("end", "pens"))
+    assert [i for i, e in enumerate(engine.events) if e[1] == "add"][-1] < first_slow_end
+    assert rows[1]["correct"] and rows[1]["n_steps"] == 1 and rows[0]["correct"] and rows[0]["n_steps"] == 3
+    # The order calls finish in changes nothing: the same rows as one call at a time.
+    inline, inline_stats, _ = build(method, scripts, (PENS, ADD), checker)
+    assert [inline["pens"], inline["add"]] == rows
+    assert inline_stats == stats
 
 
 # --- debate ---------------------------------------------------------------------------------------
@@ -368,11 +423,19 @@ SMALL = {
 }
 
 
+class StreamingShared(SharedEngine):
+    """SharedEngine through the engine's own agenerate: the problems' calls share the running batch."""
+
+    async def agenerate(self, requests):
+        self.requests.extend(requests)
+        return await self.engine.agenerate(requests)
+
+
 @pytest.mark.parametrize("method", ["propose-critique", "debate"])
 def test_method_on_the_embedded_model_writes_thoughts_and_reruns_from_the_cache(
     method, vllm_engine, tmp_path, monkeypatch
 ):
-    shared = SharedEngine(vllm_engine)
+    shared = StreamingShared(vllm_engine)
     monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: shared)
     problems = [{**p, "source": "t", "meta": "{}"} for p in EASY_PROBLEMS[:2]]
     write_table(problems, PROBLEM_SCHEMA, tmp_path / "problems.parquet")
@@ -389,8 +452,10 @@ def test_method_on_the_embedded_model_writes_thoughts_and_reruns_from_the_cache(
         assert r["engine_tokens"] > 0 and r["n_steps"] <= 4
     assert stats["problems_with_verified_thought"] == sum(r["correct"] for r in rows)
     assert stats["engine_tokens"] == sum(r["engine_tokens"] for r in rows)
-    assert stats["policy_calls"] == stats["rounds"] and stats["engines"]["local"]["cache_hits"] == 0
+    assert stats["rounds"] <= 4 and stats["engines"]["local"]["cache_hits"] == 0
     sent = len(shared.requests)
+    # One request per call, each problem's own: policy steps and the judge's (action or critic) calls.
+    assert sent == stats["policy_calls"] + stats.get("action_calls", 0) + stats.get("critic_calls", 0)
     assert sent > 0 and json.loads(out.with_name("shard-00000.stats.json").read_text())["wall_s"] > 0
 
     # A rerun (or a resume after a kill) replays the cache beside the output: the model sees nothing.

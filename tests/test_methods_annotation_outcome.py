@@ -1,7 +1,7 @@
 """Methods annotation (human notes expanded by an LLM behind the polish guard) and outcome (sampled
 full solutions -> correct-vs-wrong preference pairs).
 
-Scripted engines pin the rounds, the retries and the pairs down exactly; the embedded model runs
+Scripted engines pin the attempts, the retries and the pairs down exactly; the embedded model runs
 each method once for real.
 """
 
@@ -19,6 +19,7 @@ from pipeline.engines.base import Completion, EngineStats
 from pipeline.formats.preference import outcome_pairs, preference_pairs
 from pipeline.methods import annotation, method_module, outcome
 from pipeline.stages.export import format_tables
+from pipeline.stages.polish import attempt_seed
 from pipeline.tables import PREFERENCE_SCHEMA, THOUGHT_SCHEMA, write_table
 from tests.fake_engine import SharedEngine
 from trees.model import Node, Tree
@@ -58,7 +59,7 @@ def user_turn(request) -> str:
 
 
 class ScriptedEngine:
-    """Answers each request with `answer(request, i)`; counts calls (one per round) and keeps requests."""
+    """Answers each request with `answer(request, i)`; counts calls and keeps requests."""
 
     label = "scripted"
 
@@ -133,11 +134,24 @@ def test_an_expansion_that_drops_a_correction_is_retried_with_feedback(tmp_path,
         14,
     )
     assert stuck["correct"] is False and stuck["engine_tokens"] == 21  # kept, marked, three attempts paid
-    # One engine call per round across the shard; the retry quotes the lost correction.
-    assert engine.stats.calls == 3 and len(engine.requests) == 5
-    retry = user_turn(engine.requests[2])
+    # One engine call per attempt, each expansion retried only while it fails, with the seed of its
+    # attempt; the retry quotes the lost correction.
+    assert engine.stats.calls == len(engine.requests) == 5
+    asked = {
+        t: [r for r in engine.requests if text in user_turn(r)]
+        for t, text in (
+            ("add-2-3/annotation-0", "What is 2 + 3?"),
+            ("add-5-1/annotation-0", "What is 5 + 1?"),
+        )
+    }
+    for t, requests in asked.items():
+        assert [r.seed for r in requests] == [
+            attempt_seed(cfg.seed, t, k) for k in range(1, len(requests) + 1)
+        ]
+    retry = user_turn(asked["add-2-3/annotation-0"][1])
+    assert len(asked["add-2-3/annotation-0"]) == 2 and len(asked["add-5-1/annotation-0"]) == 3
     assert "Your last answer was rejected:" in retry and f'"{CORRECTION}"' in retry
-    assert "changed the order" in user_turn(engine.requests[3])
+    assert "changed the order" in user_turn(asked["add-5-1/annotation-0"][1])
     assert stats["attempts_made"] == {"1": 2, "2": 2, "3": 1}
     assert stats["passed_by_attempt"] == {"1": 0, "2": 1, "3": 0}
     assert stats["failed_checks"] == {"steps": 1, "order": 3}

@@ -1,10 +1,11 @@
 """Polish attempts: retries told what failed, a token budget from the raw length, stats by attempt.
 
-A scripted polisher pins the rounds down exactly; the embedded model checks the same against vLLM.
+A scripted polisher pins the attempts down exactly; the embedded model checks the same against vLLM.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ from pipeline.engines.base import Completion, EngineSettings, EngineStats
 from pipeline.polish_budget import TokenCounter, token_budget
 from pipeline.polish_feedback import RetryPrompt
 from pipeline.polish_guard import GuardResult
-from pipeline.stages.polish import run_polish
+from pipeline.stages.polish import attempt_seed, run_polish
 from pipeline.tables import THOUGHT_SCHEMA, write_table
 from tests.fake_engine import SharedEngine
 
@@ -60,6 +61,15 @@ def rows_by_id(path) -> dict:
 
 def user_turn(request) -> str:
     return [c for r, c in request.messages if r == "user"][-1]
+
+
+def asked(requests, thought_id: str) -> list:
+    """One journey's requests, in the order it made them."""
+    return [r for r in requests if f"({thought_id})" in user_turn(r)]
+
+
+def seeds_by_attempt(cfg, thought_id: str, n: int) -> list[int]:
+    return [attempt_seed(cfg.seed, thought_id, k) for k in range(1, n + 1)]
 
 
 # --- feedback and budget -------------------------------------------------------------------------
@@ -155,12 +165,17 @@ def test_a_retry_is_told_what_failed_and_its_passing_rewrite_is_kept(tmp_path, m
     assert stuck["polish_failed"][0] == "answer: the polished answer does not verify against the reference"
     assert (short["polish_status"], short["polish_attempts"]) == ("passthrough", 0)
 
-    # One engine call per round, each request with its own seed and the raw length's budget.
-    assert polisher.stats.calls == 3 and len(polisher.requests) == 5
+    # One engine call per attempt; a journey retries only while it fails, each attempt with the seed
+    # of its number and the raw length's budget.
+    assert polisher.stats.calls == len(polisher.requests) == 5
+    fixed_asked, stuck_asked = asked(polisher.requests, "fixed"), asked(polisher.requests, "stuck")
+    assert [r.seed for r in fixed_asked] == seeds_by_attempt(cfg, "fixed", 2)
+    assert [r.seed for r in stuck_asked] == seeds_by_attempt(cfg, "stuck", 3)
     assert len({r.seed for r in polisher.requests}) == 5
     budget = token_budget(TokenCounter(cfg.engines["local"]).count(RAW), 1.5, 64, cfg.polish.max_tokens)
     assert {r.max_tokens for r in polisher.requests} == {budget} == {fixed["polish_budget"]}
-    retries = [user_turn(r) for r in polisher.requests[2:]]
+    assert "rejected" not in user_turn(fixed_asked[0]) + user_turn(stuck_asked[0])
+    retries = [user_turn(r) for r in (fixed_asked[1], stuck_asked[1], stuck_asked[2])]
     assert all("\\boxed{6}" in u and '"5 + 1 = 6, so the answer is \\boxed{6}."' in u for u in retries[:2])
     assert "cut off" in retries[2] and "no final answer" in retries[2]  # stuck's third try hears of the cut
 
@@ -183,8 +198,56 @@ def test_one_attempt_means_no_retry(tmp_path, monkeypatch):
 
     stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
 
-    assert polisher.stats.calls == 1
+    assert polisher.stats.calls == len(polisher.requests) == 2
+    assert {r.seed for r in polisher.requests} == {attempt_seed(cfg.seed, t, 1) for t in ("fixed", "stuck")}
     assert (stats["attempts_made"], stats["passed_by_attempt"], stats["fallback"]) == ({"1": 2}, {"1": 0}, 2)
+
+
+class SlowPolisher(ScriptedPolisher):
+    """ScriptedPolisher's answers on an event loop, every call for "stuck" taking `delay` seconds;
+    `log` keeps ("start" or "end", thought, attempt) as calls start and end."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+        self.log: list[tuple[str, str, int]] = []
+
+    async def agenerate(self, requests):
+        (request,) = requests
+        thought_id = next(t for t in ("fixed", "stuck") if f"({t})" in user_turn(request))
+        attempt = len(asked(self.requests, thought_id)) + 1
+        self.log.append(("start", thought_id, attempt))
+        await asyncio.sleep(self.delay if thought_id == "stuck" else 0)
+        completions = self.generate(requests)
+        self.log.append(("end", thought_id, attempt))
+        return completions
+
+
+def test_a_slow_journey_does_not_hold_back_the_others(tmp_path, monkeypatch):
+    write_thoughts(tmp_path / "t.parquet")
+    cfg = load(overrides={"polish": {"attempts": 3}})
+    inline = ScriptedPolisher()
+    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: inline)
+    run_polish(cfg, tmp_path / "t.parquet", tmp_path / "inline.parquet")
+    polisher = SlowPolisher(delay=0.3)
+    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
+
+    run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+
+    # While stuck's first attempt (0.3 s) is out, fixed fails, retries and passes: both its
+    # attempts end before stuck's first does, and stuck's second starts after them.
+    log = polisher.log
+    assert [e for e in log if e[1] == "fixed"] == [
+        ("start", "fixed", 1),
+        ("end", "fixed", 1),
+        ("start", "fixed", 2),
+        ("end", "fixed", 2),
+    ]
+    assert log.index(("end", "fixed", 2)) < log.index(("end", "stuck", 1))
+    assert log.index(("start", "stuck", 2)) > log.index(("end", "fixed", 2))
+    assert len(asked(polisher.requests, "stuck")) == 3
+    # The order calls end in changes nothing: the same rows as with the inline polisher.
+    assert rows_by_id(tmp_path / "p.parquet") == rows_by_id(tmp_path / "inline.parquet")
 
 
 class EchoingPolisher(ScriptedPolisher):
@@ -252,8 +315,11 @@ def test_real_polisher_retries_with_feedback_under_a_budget_and_reruns_from_the_
         assert row["text"] == (row["polished_text"].strip() if row["polish_status"] == "polished" else RAW)
     assert all(r.max_tokens == budget for r in engine.requests)
     assert stats["attempts_made"]["2"] >= 1
-    for r in engine.requests[2:]:  # the retries carry their feedback
-        assert "Your last rewrite was rejected:\n- " in user_turn(r)
+    for t in ("a", "b"):  # each attempt has the seed of its number; the retries carry their feedback
+        first, *retries = asked(engine.requests, t)
+        assert [r.seed for r in (first, *retries)] == seeds_by_attempt(cfg, t, rows[t]["polish_attempts"])
+        assert "rejected" not in user_turn(first)
+        assert all("Your last rewrite was rejected:\n- " in user_turn(r) for r in retries)
     assert sum(stats["passed_by_attempt"].values()) == stats["polished"]
     assert stats["polished"] + stats["fallback"] == stats["polish_attempted"] == 2
     assert sum(stats["tokens_by_attempt"].values()) == stats["polish_tokens"] > 0

@@ -1,9 +1,10 @@
 """Method annotation (seed 003's human-AI collaboration): an LLM expands a person's short annotation
 of the thinking into a fine-grained long thought.
 
-The expansion runs in the polish stage's guarded rounds (one engine call per round for the whole
-shard): it must keep every annotated attempt and correction (the polish guard's fuzzy match), in the
-annotation's order, hold a doubt marker per reflection, and end at a \\boxed{} answer that verifies.
+The expansion runs in the polish stage's guarded attempts (each annotation through its own, one
+engine call per attempt): it must keep every annotated attempt and correction (the polish guard's
+fuzzy match), in the annotation's order, hold a doubt marker per reflection, and end at a \\boxed{}
+answer that verifies.
 A failing expansion is retried with what failed; after the last attempt it is kept with
 correct=False and its failed checks counted.
 """
@@ -29,7 +30,7 @@ ECHO_SIMILARITY = 95  # a feedback line matched this closely in an expansion was
 
 
 class _ExpansionRounds(Rounds):
-    """The polish rounds, plus checks that the kept entries come in the annotation's order and that
+    """The polish attempts, plus checks that the kept entries come in the annotation's order and that
     a retry does not copy its feedback."""
 
     name = "annotation"

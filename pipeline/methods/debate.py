@@ -6,36 +6,32 @@ step leaves the live path and the policy's next step is the correction.
 
 A step whose \\boxed{} answer verifies ends the problem without a critic call. One the critic lets
 pass but that does not verify is taken back like a backtrack, with "the answer is wrong" as the
-rationale. The problem ends at a verified answer or after `max_steps` policy steps. Every round is
-one policy call and one critic call for all the shard's unfinished problems.
+rationale. The problem ends at a verified answer or after `max_steps` policy steps. Every problem
+runs its own loop of (policy call, answer check, critic call), all of them at once on one event loop,
+so the engines batch whatever calls are in flight and a long problem holds back no other.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections import Counter
 
-from pipeline.answers import AnswerChecker, extract_boxed
+from pipeline.answers import AnswerChecker, extract_boxed, verifies
 from pipeline.config import Config
 from pipeline.engines import Completion, Engine, EnginePool, Request
+from pipeline.engines.base import generate_async
 from pipeline.methods.transcript import (
     REFLECTION,
-    STEP,
     StepSampling,
     Transcript,
     method_seed,
     method_stats,
-    new_transcripts,
-    policy_round,
-    take_paragraph,
+    policy_step,
+    run_transcripts,
     thought_row,
 )
 from pipeline.prompts import PolicyPrompt, fill, load_yaml
 from trees.derive import load_transitions, reflection_text
-
-log = logging.getLogger(__name__)
 
 METHOD = "debate"
 VERDICTS = ("continue", "backtrack")
@@ -65,7 +61,7 @@ def parse_judgement(comp: Completion) -> tuple[str, str, str]:
 
 
 class Debate:
-    """The shard's problems through rounds of (one policy call, one answer check, one critic call)."""
+    """Each of the shard's problems through steps of (one policy call, one answer check, one critic call)."""
 
     def __init__(self, cfg: Config, policy: Engine, critic: Engine, checker: AnswerChecker):
         self.cfg, self.d = cfg, cfg.debate
@@ -86,25 +82,7 @@ class Debate:
         self.malformed: Counter = Counter()
 
     def run(self, problems: list[dict]) -> tuple[list[dict], dict]:
-        transcripts = new_transcripts(problems, self.cfg.seed, METHOD)
-        round_ = 0
-        while active := [t for t in transcripts if not t.done]:
-            round_ += 1
-            start = time.perf_counter()
-            steps = self._write(active, round_)
-            self._check(steps)
-            self._judge([(t, s) for t, s in steps if not t.done], round_)
-            for t in active:
-                if not t.done and t.policy_calls >= self.d.max_steps:
-                    t.finish(False, "budget")
-            log.info(
-                "round %d: %d problems, %d verified so far (%.1f s)",
-                round_,
-                len(active),
-                sum(t.correct for t in transcripts),
-                time.perf_counter() - start,
-            )
-        self.counts["rounds"] = round_
+        transcripts = run_transcripts(problems, self.cfg.seed, METHOD, self._step)
         stats = {
             **method_stats(transcripts, self.counts),
             "verdicts": dict(self.verdicts),
@@ -113,25 +91,22 @@ class Debate:
         }
         return [thought_row(t, METHOD) for t in transcripts], stats
 
-    def _write(self, active: list[Transcript], round_: int) -> list[tuple[Transcript, str]]:
-        """One policy call: the next step (a correction after a backtrack) of every unfinished problem."""
-        comps = policy_round(
-            self.policy, active, self.prompt, self.sampling, METHOD, self.cfg.seed, round_, self.counts
+    async def _step(self, t: Transcript) -> None:
+        """The next step (a correction after a backtrack); a verified answer ends the problem,
+        anything else goes to the critic."""
+        step = await policy_step(
+            self.policy, t, self.prompt, self.sampling, METHOD, self.cfg.seed, self.counts
         )
-        steps = []
-        for t, comp in zip(active, comps):
-            text = take_paragraph(t, comp, STEP)
-            if text:
-                steps.append((t, text))
-        return steps
-
-    def _check(self, steps: list[tuple[Transcript, str]]) -> None:
-        answered = [(t, a) for t, s in steps if (a := extract_boxed(s)) is not None]
-        verdicts = self.checker.check([(t.problem["answer"], a) for t, a in answered])
-        for (t, answer), ok in zip(answered, verdicts):
-            t.answer = answer
-            if ok:
-                t.finish(True, "verified")
+        if step:
+            answer = extract_boxed(step)
+            if answer is not None:
+                t.answer = answer
+                if await verifies(self.checker, t.problem["answer"], answer):
+                    t.finish(True, "verified")
+                    return
+            await self._judge(t, step)
+        if not t.done and t.policy_calls >= self.d.max_steps:
+            t.finish(False, "budget")
 
     def _critic_request(self, t: Transcript, step: str, round_: int) -> Request:
         j = self.judge
@@ -146,26 +121,24 @@ class Debate:
             json_schema=self.schema,
         )
 
-    def _judge(self, steps: list[tuple[Transcript, str]], round_: int) -> None:
-        """One critic call for every new step that did not end its problem."""
-        if not steps:
-            return
-        outs = self.critic.generate([self._critic_request(t, s, round_) for t, s in steps])
+    async def _judge(self, t: Transcript, step: str) -> None:
+        """One critic call for the new step; a backtrack takes it off the live path."""
+        request = self._critic_request(t, step, t.policy_calls)  # the round the step was written in
+        ((comp, *_),) = await generate_async(self.critic, [request])
         self.counts["critic_calls"] += 1
-        for (t, step), comps in zip(steps, outs):
-            t.tokens += comps[0].tokens
-            self.counts["critic_tokens"] += comps[0].tokens
-            verdict, rationale, problem = parse_judgement(comps[0])
-            if problem:
-                self.malformed[problem] += 1
-            self.verdicts[verdict] += 1
-            if verdict == "continue" and extract_boxed(step) is not None:
-                # The answer did not verify (a verified one ended the problem): the check overrules.
-                self.counts["wrong_answers_passed_by_critic"] += 1
-                verdict, rationale = "backtrack", fill(self.wrong_answer, answer=extract_boxed(step))
-            if verdict == "backtrack":
-                back_to = t.drop_after(len(t.live_steps()) - 1)
-                t.add(REFLECTION, reflection_text(rationale, back_to, t.rng, self.transitions))
+        t.tokens += comp.tokens
+        self.counts["critic_tokens"] += comp.tokens
+        verdict, rationale, problem = parse_judgement(comp)
+        if problem:
+            self.malformed[problem] += 1
+        self.verdicts[verdict] += 1
+        if verdict == "continue" and extract_boxed(step) is not None:
+            # The answer did not verify (a verified one ended the problem): the check overrules.
+            self.counts["wrong_answers_passed_by_critic"] += 1
+            verdict, rationale = "backtrack", fill(self.wrong_answer, answer=extract_boxed(step))
+        if verdict == "backtrack":
+            back_to = t.drop_after(len(t.live_steps()) - 1)
+            t.add(REFLECTION, reflection_text(rationale, back_to, t.rng, self.transitions))
 
 
 def build(

@@ -10,22 +10,22 @@ its solution one paragraph at a time and, after each, picks an action through st
   `max_retries` wrong answers or `max_steps` paragraphs.
 
 A malformed action (not the JSON, an unknown action, a step that does not exist, terminate without
-an answer) is counted by reason and treated as continue. Every round is one policy call and one
-action call for all the shard's unfinished problems.
+an answer) is counted by reason and treated as continue. Every problem runs its own loop of (policy
+call, action call, answer check), all of them at once on one event loop, so the engine batches
+whatever calls are in flight and a long problem holds back no other.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
 
-from pipeline.answers import AnswerChecker
+from pipeline.answers import AnswerChecker, verifies
 from pipeline.config import Config
 from pipeline.engines import Completion, Engine, EnginePool, Request
+from pipeline.engines.base import generate_async
 from pipeline.methods.transcript import (
     REFLECTION,
     STEP,
@@ -34,15 +34,12 @@ from pipeline.methods.transcript import (
     last_answer,
     method_seed,
     method_stats,
-    new_transcripts,
-    policy_round,
-    take_paragraph,
+    policy_step,
+    run_transcripts,
     thought_row,
 )
 from pipeline.prompts import PolicyPrompt, fill, load_yaml
 from trees.derive import load_transitions, reflection_text
-
-log = logging.getLogger(__name__)
 
 METHOD = "propose-critique"
 ACTIONS = ("continue", "reflect", "backtrack", "terminate")
@@ -115,7 +112,7 @@ def parse_action(comp: Completion, n_steps: int, has_answer: bool) -> Action:
 
 
 class ProposeCritique:
-    """The shard's problems through rounds of (one policy call, one action call, one answer check)."""
+    """Each of the shard's problems through steps of (one policy call, one action call, one answer check)."""
 
     def __init__(self, cfg: Config, engine: Engine, checker: AnswerChecker):
         self.cfg, self.pc = cfg, cfg.propose_critique
@@ -138,28 +135,9 @@ class ProposeCritique:
         self.counts: Counter = Counter()
         self.actions: Counter = Counter()
         self.malformed: Counter = Counter()
-        self.opener: dict[str, str] = {}  # problem id -> how its next paragraph opens ("" = a step)
-        self.retries: Counter = Counter()
 
     def run(self, problems: list[dict]) -> tuple[list[dict], dict]:
-        transcripts = new_transcripts(problems, self.cfg.seed, METHOD)
-        round_ = 0
-        while active := [t for t in transcripts if not t.done]:
-            round_ += 1
-            start = time.perf_counter()
-            self._write(active, round_)
-            self._act([t for t in active if not t.done], round_)
-            out_of_budget = [t for t in active if not t.done and t.policy_calls >= self.pc.max_steps]
-            self._settle(out_of_budget)
-            log.info(
-                "round %d: %d problems, %d verified so far, %d out of budget (%.1f s)",
-                round_,
-                len(active),
-                sum(t.correct for t in transcripts),
-                len(out_of_budget),
-                time.perf_counter() - start,
-            )
-        self.counts["rounds"] = round_
+        transcripts = run_transcripts(problems, self.cfg.seed, METHOD, self._step)
         stats = {
             **method_stats(transcripts, self.counts),
             "actions": dict(self.actions),
@@ -168,22 +146,13 @@ class ProposeCritique:
         }
         return [thought_row(t, METHOD) for t in transcripts], stats
 
-    def _write(self, active: list[Transcript], round_: int) -> None:
-        """One policy call: a step, or a reflection, for every unfinished problem."""
-        openers = [self.opener.pop(t.problem_id, "") for t in active]
-        comps = policy_round(
-            self.engine,
-            active,
-            self.prompt,
-            self.sampling,
-            METHOD,
-            self.cfg.seed,
-            round_,
-            self.counts,
-            openers,
-        )
-        for t, opener, comp in zip(active, openers, comps):
-            take_paragraph(t, comp, REFLECTION if opener else STEP, opener)
+    async def _step(self, t: Transcript) -> None:
+        """A step, or a reflection, then the model's action on it."""
+        await policy_step(self.engine, t, self.prompt, self.sampling, METHOD, self.cfg.seed, self.counts)
+        if not t.done:
+            await self._act(t)
+        if not t.done and t.policy_calls >= self.pc.max_steps:
+            self._settle(t)
 
     def _action_request(self, t: Transcript, round_: int) -> Request:
         a = self.action
@@ -210,51 +179,45 @@ class ProposeCritique:
             json_schema=self.schema,
         )
 
-    def _act(self, active: list[Transcript], round_: int) -> None:
-        """One action call for every problem that just wrote, then one answer check for those that end."""
-        if not active:
-            return
-        outs = self.engine.generate([self._action_request(t, round_) for t in active])
+    async def _act(self, t: Transcript) -> None:
+        """One action call for the paragraph just written, and the answer check when it terminates."""
+        request = self._action_request(t, t.policy_calls)  # the round the paragraph was written in
+        ((comp, *_),) = await generate_async(self.engine, [request])
         self.counts["action_calls"] += 1
-        terminating = []
-        for t, comps in zip(active, outs):
-            comp = comps[0]
-            t.tokens += comp.tokens
-            self.counts["action_tokens"] += comp.tokens
-            steps = t.live_steps()
-            action = parse_action(comp, len(steps), last_answer(t) is not None)
-            if action.problem:
-                self.malformed[action.problem] += 1
-            self.counts["salvaged_actions"] += action.salvaged
-            self.actions[action.name] += 1
-            if action.name == "reflect":
-                self.opener[t.problem_id] = t.rng.choice(self.openers)
-            elif action.name == "backtrack":
-                back_to = t.drop_after(action.to_step)
-                t.add(REFLECTION, reflection_text(action.reason, back_to, t.rng, self.transitions))
-            elif action.name == "terminate":
-                terminating.append(t)
-        answers = [last_answer(t) for t in terminating]
-        verdicts = self.checker.check([(t.problem["answer"], a) for t, a in zip(terminating, answers)])
-        for t, answer, ok in zip(terminating, answers, verdicts):
-            t.answer = answer
-            if ok:
-                t.finish(True, "verified")
-                continue
-            self.counts["wrong_answers"] += 1
-            self.retries[t.problem_id] += 1
-            if self.retries[t.problem_id] > self.pc.max_retries:
-                t.finish(False, "retries")
-            else:  # the negative signal opens the next paragraph, a reflection the model must write
-                self.opener[t.problem_id] = fill(self.wrong_answer, answer=answer)
+        t.tokens += comp.tokens
+        self.counts["action_tokens"] += comp.tokens
+        action = parse_action(comp, len(t.live_steps()), last_answer(t) is not None)
+        if action.problem:
+            self.malformed[action.problem] += 1
+        self.counts["salvaged_actions"] += action.salvaged
+        self.actions[action.name] += 1
+        if action.name == "reflect":
+            t.opener = t.rng.choice(self.openers)
+        elif action.name == "backtrack":
+            back_to = t.drop_after(action.to_step)
+            t.add(REFLECTION, reflection_text(action.reason, back_to, t.rng, self.transitions))
+        elif action.name == "terminate":
+            await self._terminate(t)
 
-    def _settle(self, transcripts: list[Transcript]) -> None:
+    async def _terminate(self, t: Transcript) -> None:
+        answer = t.answer = last_answer(t)
+        if await verifies(self.checker, t.problem["answer"], answer):
+            t.finish(True, "verified")
+            return
+        self.counts["wrong_answers"] += 1
+        t.wrong_answers += 1
+        if t.wrong_answers > self.pc.max_retries:
+            t.finish(False, "retries")
+        else:  # the negative signal opens the next paragraph, a reflection the model must write
+            t.opener = fill(self.wrong_answer, answer=answer)
+
+    @staticmethod
+    def _settle(t: Transcript) -> None:
         """Out of budget: not correct, even when the last step's answer happens to verify. The model
         never chose to stop there (SmolLM2-135M, which never terminates, repeats its answer until the
         budget ends), so the thought does not end the way journey training data should."""
-        for t in transcripts:
-            t.answer = last_answer(t) or t.answer
-            t.finish(False, "budget")
+        t.answer = last_answer(t) or t.answer
+        t.finish(False, "budget")
 
 
 def build(

@@ -1,5 +1,5 @@
 """What the engine methods share: a per-problem transcript (the long thought as it grows), seeds, the
-policy's step requests, and the thought row and stats it becomes.
+policy's step, the loop that drives every transcript at once, and the thought row and stats it becomes.
 
 A transcript keeps every paragraph the method produced, in order: steps, and reflections. A backtrack
 takes steps off the *live* path (what the policy continues from) but never out of the transcript, so
@@ -8,20 +8,25 @@ the long thought shows the wrong turn, the reflection and the return, like the t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pipeline.answers import extract_boxed
-from pipeline.engines import Completion, Request
+from pipeline.engines import Engine, Request
+from pipeline.engines.base import generate_async
+from pipeline.progress import Progress
 from pipeline.prompts import PolicyPrompt
 
 STEP, REFLECTION = "step", "reflection"
 
 
 def method_seed(seed: int, method: str, problem_id: str, round_: int, role: str) -> int:
-    """A sampling seed per problem, round and role, independent of which other problems share a batch."""
+    """A sampling seed per problem, round (the problem's own step number) and role, independent of
+    which other problems run alongside."""
     digest = hashlib.sha256(f"{seed}:{method}:{problem_id}:{round_}:{role}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
@@ -42,6 +47,8 @@ class Transcript:
     paragraphs: list[Paragraph] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
     policy_calls: int = 0  # policy paragraphs asked for (steps and reflections): the step budget
+    opener: str = ""  # how the next paragraph opens ("Wait, ..."): a reflection; "" for a step
+    wrong_answers: int = 0  # final answers that did not verify (propose-critique's retries)
     n_backtracks: int = 0
     n_reflections: int = 0
     tokens: int = 0  # every engine token spent on this problem, any role
@@ -117,32 +124,30 @@ def step_request(
     )
 
 
-def policy_round(
-    engine,
-    active: list[Transcript],
+async def policy_step(
+    engine: Engine,
+    t: Transcript,
     prompt: PolicyPrompt,
     sampling: StepSampling,
     method: str,
     seed: int,
-    round_: int,
     counts: Counter,
-    openers: list[str] | None = None,
-) -> list[Completion]:
-    """One policy call for every unfinished transcript (each with its opener, if any), counted in
-    counts (policy_calls, policy_tokens); one completion per transcript."""
-    openers = openers or [""] * len(active)
-    requests = [
-        step_request(t, prompt, sampling, method_seed(seed, method, t.problem_id, round_, "policy"), o)
-        for t, o in zip(active, openers)
-    ]
-    comps = [c[0] for c in engine.generate(requests)]
+) -> str | None:
+    """One policy call for the transcript's next paragraph: a step, or a reflection when it has an
+    opener (used up here). Counted in counts (policy_calls, policy_tokens). Returns the paragraph's
+    text ("" when the model wrote nothing), or None when the call failed (the problem ends).
+
+    The seed's round is the transcript's own step number, so the request depends on this
+    transcript's state alone (and keeps the response-cache keys of the round-by-round loop, where
+    every unfinished problem wrote once per round)."""
+    opener, t.opener = t.opener, ""
+    round_ = t.policy_calls + 1
+    request = step_request(
+        t, prompt, sampling, method_seed(seed, method, t.problem_id, round_, "policy"), opener
+    )
+    ((comp, *_),) = await generate_async(engine, [request])
     counts["policy_calls"] += 1
-    counts["policy_tokens"] += sum(c.tokens for c in comps)
-    return comps
-
-
-def take_paragraph(t: Transcript, comp: Completion, kind: str, opener: str = "") -> str | None:
-    """Add the policy's paragraph to the transcript; None when the call failed (the problem ends)."""
+    counts["policy_tokens"] += comp.tokens
     t.tokens += comp.tokens
     t.policy_calls += 1
     if comp.finish_reason == "error":
@@ -150,8 +155,32 @@ def take_paragraph(t: Transcript, comp: Completion, kind: str, opener: str = "")
         return None
     text = " ".join(x for x in (opener, comp.text.strip()) if x)
     if text:
-        t.add(kind, text)
+        t.add(REFLECTION if opener else STEP, text)
     return text
+
+
+def run_transcripts(
+    problems: list[dict], seed: int, method: str, step: Callable[[Transcript], Awaitable[None]]
+) -> list[Transcript]:
+    """Every problem's transcript through `step` until it is done, all on one event loop: each
+    problem runs its own loop, so one that needs many steps (or slow calls) holds back no other,
+    and the engine batches whatever calls are in flight. A step touches only its transcript (and
+    counters that are sums), so the transcripts do not depend on the order calls finish in."""
+    transcripts = new_transcripts(problems, seed, method)
+
+    async def solve(t: Transcript, progress: Progress) -> None:
+        while not t.done:
+            spent = t.tokens
+            await step(t)
+            progress.update(tokens=t.tokens - spent)
+        progress.update(done=1)
+
+    async def solve_all() -> None:
+        with Progress(method, len(transcripts), "problems") as progress:
+            await asyncio.gather(*(solve(t, progress) for t in transcripts))
+
+    asyncio.run(solve_all())
+    return transcripts
 
 
 def last_answer(t: Transcript) -> str | None:
@@ -183,7 +212,7 @@ def thought_row(t: Transcript, method: str) -> dict:
 
 
 def method_stats(transcripts: list[Transcript], counts: Counter) -> dict:
-    """Figures every engine method reports; `counts` holds the method's own (rounds, calls, ...)."""
+    """Figures every engine method reports; `counts` holds the method's own (calls, tokens, ...)."""
     verified = [t for t in transcripts if t.correct]
     return {
         "problems": len(transcripts),
@@ -198,5 +227,7 @@ def method_stats(transcripts: list[Transcript], counts: Counter) -> dict:
         "ended_by": dict(Counter(t.ended_by for t in transcripts)),
         "engine_tokens": sum(t.tokens for t in transcripts),
         "engine_tokens_verified": sum(t.tokens for t in verified),
+        # The most policy steps one problem took: the longest chain of calls, which bounds wall time.
+        "rounds": max((t.policy_calls for t in transcripts), default=0),
         **dict(counts),
     }

@@ -1,29 +1,30 @@
-"""Polish stage: an LLM rewrites each journey into fluent prose, in rounds of attempts behind the guard.
+"""Polish stage: an LLM rewrites each journey into fluent prose, in attempts behind the guard.
 
-Round k sends every journey still without a passing rewrite to the engine in one batch, each request
-with its own seed and, from the second round on, the checks its last rewrite failed. The first
-rewrite that passes is kept; a journey with none falls back to its raw text, its failures recorded.
+Every journey goes through its attempts on its own (one event loop, all journeys at once), so a slow
+rewrite holds back only its own journey. Attempt k has its own seed and, from the second on, the
+checks the last rewrite failed. The first rewrite that passes is kept; a journey with none falls
+back to its raw text, its failures recorded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.answers import AnswerChecker, extract_boxed
+from pipeline.answers import AnswerChecker, extract_boxed, verifies
 from pipeline.config import AnnotationConfig, Config, PolishConfig
 from pipeline.engines import Completion, EnginePool, Request, cache_path
+from pipeline.engines.base import generate_async
 from pipeline.polish_budget import TokenCounter, token_budget
 from pipeline.polish_feedback import RetryPrompt
 from pipeline.polish_guard import GuardResult, guard_checks, instruction_lines
+from pipeline.progress import Progress
 from pipeline.prompts import PolishPrompt, load_yaml
 from pipeline.tables import POLISHED_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
-
-log = logging.getLogger(__name__)
 
 
 def attempt_seed(seed: int, thought_id: str, attempt: int) -> int:
@@ -46,7 +47,7 @@ class _Attempt:
 
 @dataclass
 class Journey:
-    """A text rewritten in guarded rounds: its row (problem, text, steps to keep, n_backtracks,
+    """A text rewritten in guarded attempts: its row (problem, text, steps to keep, n_backtracks,
     reference, thought_id), token budget and attempts so far."""
 
     row: dict
@@ -92,13 +93,14 @@ def _polished_row(j: Journey, model: str) -> dict:
 
 
 class Rounds:
-    """The shard's journeys through up to `settings.attempts` rounds, one engine call per round.
+    """The shard's journeys, each through up to `settings.attempts` attempts of its own, one engine
+    call per attempt.
 
     settings: the polish section, or another with its fields (prompt, attempts, temperature,
     repetition_penalty, min_step_similarity), such as the annotation method's.
     """
 
-    name = "polish"  # what the log calls a round
+    name = "polish"  # what the progress line is called
 
     def __init__(
         self,
@@ -119,15 +121,20 @@ class Rounds:
         self.instructions = instruction_lines(data["system"], data["user"], retry_user)
 
     def run(self) -> None:
-        for attempt in range(1, self.p.attempts + 1):
-            pending = [j for j in self.journeys if j.retry]
-            if not pending:
-                break
-            completions = [c[0] for c in self.engine.generate([self._request(j, attempt) for j in pending])]
-            for j, comp, guard in zip(pending, completions, self._guard(pending, completions)):
-                self._record(j, comp, guard)
-            passed = sum(j.passed for j in pending)
-            log.info("%s attempt %d: %d of %d passed the guard", self.name, attempt, passed, len(pending))
+        asyncio.run(self.arun())
+
+    async def arun(self) -> None:
+        with Progress(self.name, len(self.journeys), "thoughts") as progress:
+            await asyncio.gather(*(self._attempts(j, progress) for j in self.journeys))
+
+    async def _attempts(self, j: Journey, progress: Progress) -> None:
+        """One journey's attempts, each after the last failed, up to `attempts`."""
+        while j.retry and len(j.attempts) < self.p.attempts:
+            request = self._request(j, len(j.attempts) + 1)
+            comp = (await generate_async(self.engine, [request]))[0][0]
+            self._record(j, comp, await self._guard(j, comp))
+            progress.update(attempts=1, tokens=comp.tokens)
+        progress.update(done=1, passed=int(j.passed))
 
     def _request(self, j: Journey, attempt: int) -> Request:
         r = j.row
@@ -143,22 +150,17 @@ class Rounds:
             seed=attempt_seed(self.seed, r["thought_id"], attempt),
         )
 
-    def _guard(self, journeys: list[Journey], completions: list[Completion]) -> list[GuardResult]:
-        answers = [extract_boxed(c.text) for c in completions]
-        checkable = [(j.row["reference"], a) for j, a in zip(journeys, answers) if a is not None]
-        verified = iter(self.checker.check(checkable))
-        return [
-            guard_checks(
-                c.text,
-                j.row["steps"],
-                j.row["n_backtracks"],
-                None if a is None else next(verified),
-                markers=self.markers,
-                instructions=self.instructions,
-                min_similarity=self.p.min_step_similarity,
-            )
-            for j, c, a in zip(journeys, completions, answers)
-        ]
+    async def _guard(self, j: Journey, comp: Completion) -> GuardResult:
+        answer = extract_boxed(comp.text)
+        return guard_checks(
+            comp.text,
+            j.row["steps"],
+            j.row["n_backtracks"],
+            None if answer is None else await verifies(self.checker, j.row["reference"], answer),
+            markers=self.markers,
+            instructions=self.instructions,
+            min_similarity=self.p.min_step_similarity,
+        )
 
     def _failed(self, j: Journey, comp: Completion, guard: GuardResult) -> list[str]:
         """The checks one attempt failed; a subclass adds its own."""

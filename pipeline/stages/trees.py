@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pipeline.answer_judge import AnswerJudge, JudgeItem
 from pipeline.answer_reading import Verdict
-from pipeline.answers import NO_ANSWER, AnswerChecker, extract_final_answer
+from pipeline.answers import NO_ANSWER, AnswerChecker, extract_final_answer, verdicts_async
 from pipeline.config import Config
 from pipeline.engines import Completion, Engine, EnginePool, Request, cache_path
 from pipeline.engines.base import generate_async
@@ -259,8 +259,7 @@ class TreeBuilder:
         """Verdicts for the answered terminal children, in order."""
         answered = [n for n in children if n.is_terminal and n.answer is not None]
         pairs = [(prob.answer, n.answer) for n in answered]
-        averdicts = getattr(self.checker, "averdicts", None)
-        verdicts = await averdicts(pairs) if averdicts else self.checker.verdicts(pairs)
+        verdicts = await verdicts_async(self.checker, pairs)
         if self.judge is not None and answered:
             items = [JudgeItem(prob.problem, prob.answer, n.answer) for n in answered]
             verdicts = await self._call(asyncio.to_thread(self.judge.settle, items, verdicts))
