@@ -15,13 +15,13 @@ from benchmarks.session import Session  # noqa: E402
 
 # Sized so the whole run stays within 10 minutes on a 2-core CPU.
 FULL = {
-    "problems": 32,
+    "problems": 16,
     "width": 3,
     "depth": 3,
-    "rounds": 2,
+    "rounds": 1,
     "naive_problems": 3,
-    "sequential_sample": 40,
-    "overlap_problems": 8,
+    "sequential_sample": 24,
+    "overlap_problems": 12,
     "delay_s": 1.0,
     "rss_multiplier": 10,
     "derive_trees": 500,
@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run on fewer, smaller trees")
     parser.add_argument("--only", choices=sorted(FIGURES), help="run one figure")
+    parser.add_argument(
+        "--max-num-seqs", type=int, help="sequences the shared engine runs at once (default: the config's)"
+    )
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
-    session = Session(size["problems"], size["width"], size["depth"])
+    session = Session(size["problems"], size["width"], size["depth"], args.max_num_seqs)
     results = {}
     try:
         for name, measure in FIGURES.items():
