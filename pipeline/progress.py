@@ -19,7 +19,7 @@ INTERVAL_S = float(os.environ.get("JOURNEY_PROGRESS_INTERVAL_S", "30"))
 
 class Progress:
     """`done` of `total` units (trees, thoughts), with running counts such as nodes and tokens;
-    tokens also show as tokens per second since the start."""
+    tokens also show as tokens per second."""
 
     def __init__(self, desc: str, total: int, unit: str, interval_s: float = INTERVAL_S):
         self.desc, self.total, self.unit = desc, total, unit
@@ -27,12 +27,17 @@ class Progress:
         self.done = 0
         self.counts: Counter = Counter()
         self.start = self._last = time.perf_counter()
+        # Tokens per second count from the first update on: before it, the engine may still be
+        # loading the model (engines open on the first request that misses the cache).
+        self._first: tuple[float, int] | None = None
         tty = sys.stderr.isatty()
         self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True) if tty else None
 
     def update(self, done: int = 0, **counts: int) -> None:
         self.done += done
         self.counts.update(counts)
+        if self._first is None:
+            self._first = (time.perf_counter(), self.counts["tokens"])
         if self.bar is not None:
             self.bar.set_postfix_str(self._rates(), refresh=False)
             self.bar.update(done)
@@ -40,10 +45,11 @@ class Progress:
             self.log()
 
     def _rates(self) -> str:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
         parts = [f"{v} {k}" for k, v in self.counts.items()]
-        if "tokens" in self.counts:
-            parts.append(f"{self.counts['tokens'] / elapsed:.1f} tok/s")
+        if self._first is not None and time.perf_counter() - self._first[0] >= 1.0:
+            since, before = self._first
+            rate = (self.counts["tokens"] - before) / (time.perf_counter() - since)
+            parts.append(f"{rate:.1f} tok/s")
         return ", ".join(parts)
 
     def line(self) -> str:
