@@ -13,7 +13,7 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 from benchmarks import derive, naive, overlap, rerun, rss_growth, stream_ratio  # noqa: E402
 from benchmarks.session import Session  # noqa: E402
 
-# Sized so the whole run takes about 10 minutes on a 2-core CPU (10 min 18 s measured).
+# Sized so the whole run takes about 10 minutes on a 2-core CPU (9 min 51 s measured).
 FULL = {
     "problems": 16,
     "width": 3,
