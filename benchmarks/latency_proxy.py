@@ -23,6 +23,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests.fault_proxy import read_request, run_until_cancelled, send
+from tests.vllm_server import free_port
+
 # The headers a client's request keeps on its way upstream, and a reply's on its way back.
 FORWARD_REQUEST = ("authorization", "content-type", "accept")
 FORWARD_REPLY = ("content-type",)
@@ -36,8 +39,6 @@ class LatencyProxy:
         self.upstream = f"{parts.scheme}://{parts.netloc}"
         self.path_prefix = parts.path.rstrip("/")
         self.delay_s = delay_s
-        from tests.vllm_server import free_port
-
         self.port = free_port()
         self.calls = 0  # requests forwarded (or failed upstream), every path
         self.by_path: Counter = Counter()  # "POST /v1/chat/completions" -> calls
@@ -51,11 +52,7 @@ class LatencyProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if ": " in line)}
-            body = await reader.readexactly(int(headers.get("content-length", 0)))
+            method, path, headers, body = await read_request(reader)
             self.calls += 1  # one event loop thread: no lock needed
             self.by_path[f"{method} {path}"] += 1
             await asyncio.sleep(self.delay_s)
@@ -64,9 +61,9 @@ class LatencyProxy:
                 resp = await self._client.request(method, self.upstream + path, content=body, headers=forward)
             except httpx.HTTPError as exc:
                 self.upstream_errors += 1
-                return await _send(writer, 502, f'{{"error": "upstream: {type(exc).__name__}"}}'.encode())
+                return await send(writer, 502, f'{{"error": "upstream: {type(exc).__name__}"}}'.encode())
             reply = {k: v for k, v in resp.headers.items() if k.lower() in FORWARD_REPLY}
-            await _send(writer, resp.status_code, resp.content, reply)
+            await send(writer, resp.status_code, resp.content, reply)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
             pass  # a client that hung up or sent no HTTP: nothing to answer
         finally:
@@ -95,7 +92,7 @@ class LatencyProxy:
             finally:
                 await self._client.aclose()
 
-        thread = threading.Thread(target=_run_until_cancelled, args=(loop, serve()), daemon=True)
+        thread = threading.Thread(target=run_until_cancelled, args=(loop, serve()), daemon=True)
         thread.start()
         if not started.wait(10):
             raise RuntimeError("latency proxy did not start within 10 s")
@@ -128,19 +125,6 @@ def local_vllm_server() -> Iterator[str]:
 
     with vllm_server(resolve_model(EMBEDDED_MODEL)) as url:
         yield url
-
-
-def _run_until_cancelled(loop: asyncio.AbstractEventLoop, main) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        loop.run_until_complete(main)
-    loop.close()
-
-
-async def _send(writer, status: int, body: bytes, headers: dict | None = None) -> None:
-    head = [f"HTTP/1.1 {status} X", "Connection: close", f"Content-Length: {len(body)}"]
-    head += [f"{k}: {v}" for k, v in (headers or {"content-type": "application/json"}).items()]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    await writer.drain()
 
 
 def measure(delay_s: float = 1.0) -> dict:

@@ -63,12 +63,7 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-            lower = {k.lower(): v for k, v in headers.items()}
-            raw = await reader.readexactly(int(lower.get("content-length", 0)))
+            method, path, lower, raw = await read_request(reader)
             if "authorization" in lower:
                 self.authorizations.add(lower["authorization"])
             body = json.loads(raw) if raw else {}
@@ -92,21 +87,21 @@ class FaultProxy:
         if fault == "drop":
             return
         if fault == "429":
-            return await _send(writer, 429, b'{"error": "rate limited"}', {"Retry-After": "1"})
+            return await send(writer, 429, b'{"error": "rate limited"}', {"Retry-After": "1"})
         if fault in ("500", "500_always"):
-            return await _send(writer, 500, b'{"error": "internal error"}')
+            return await send(writer, 500, b'{"error": "internal error"}')
         forward = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
         async with httpx.AsyncClient(timeout=None) as client:
             resp = await client.request(method, self.upstream + path, content=raw, headers=forward)
         self.forwarded += 1
         content = resp.content
         if fault == "cut":  # the connection dies mid-body
-            return await _send(writer, resp.status_code, content[: len(content) // 2], length=len(content))
+            return await send(writer, resp.status_code, content[: len(content) // 2], length=len(content))
         if fault == "truncated_json":  # a well-formed HTTP reply whose JSON is cut short
-            return await _send(writer, resp.status_code, content[: len(content) // 2])
+            return await send(writer, resp.status_code, content[: len(content) // 2])
         if fault in BAD_CRITIC:
             content = _rewrite_content(content, fault)
-        await _send(writer, resp.status_code, content)
+        await send(writer, resp.status_code, content)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[FaultProxy]:
@@ -119,7 +114,7 @@ class FaultProxy:
             async with server:
                 await server.serve_forever()
 
-        thread = threading.Thread(target=lambda: _run_until_cancelled(loop, serve()), daemon=True)
+        thread = threading.Thread(target=lambda: run_until_cancelled(loop, serve()), daemon=True)
         thread.start()
         started.wait(10)
         try:
@@ -129,7 +124,17 @@ class FaultProxy:
             thread.join(10)
 
 
-def _run_until_cancelled(loop: asyncio.AbstractEventLoop, main) -> None:
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+    """One HTTP/1.1 request: method, path, headers (names lower-cased) and body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if ": " in line)}
+    return method, path, headers, await reader.readexactly(int(headers.get("content-length", 0)))
+
+
+def run_until_cancelled(loop: asyncio.AbstractEventLoop, main) -> None:
+    """A proxy's thread: serve on `loop` until its tasks are cancelled, then close it."""
     with contextlib.suppress(asyncio.CancelledError):
         loop.run_until_complete(main)
     loop.close()
@@ -143,9 +148,14 @@ def _rewrite_content(content: bytes, fault: str) -> bytes:
     return json.dumps(data).encode()
 
 
-async def _send(writer, status: int, body: bytes, extra: dict | None = None, length: int | None = None):
-    head = [f"HTTP/1.1 {status} X", "Content-Type: application/json", "Connection: close"]
+async def send(writer, status: int, body: bytes, extra: dict | None = None, length: int | None = None):
+    """A reply that closes the connection; JSON unless `extra` names a content-type; `length`
+    announces another body length than the one sent (a body cut short)."""
+    extra = extra or {}
+    head = [f"HTTP/1.1 {status} X", "Connection: close"]
+    if not any(k.lower() == "content-type" for k in extra):
+        head.append("Content-Type: application/json")
     head.append(f"Content-Length: {len(body) if length is None else length}")
-    head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    head += [f"{k}: {v}" for k, v in extra.items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     await writer.drain()
