@@ -255,20 +255,19 @@ class TreeBuilder:
                 if sc.score is None:
                     node.prune_reason = f"no score: {sc.problem}"
 
-    async def _check_answers(self, prob: _Problem, children: list[Node]) -> list[Verdict]:
-        """Verdicts for the answered terminal children, in order."""
+    async def _check_answers(self, prob: _Problem, children: list[Node]) -> list[tuple[Node, Verdict]]:
+        """The answered terminal children, each with its verdict."""
         answered = [n for n in children if n.is_terminal and n.answer is not None]
         pairs = [(prob.answer, n.answer) for n in answered]
         verdicts = await verdicts_async(self.checker, pairs)
         if self.judge is not None and answered:
             items = [JudgeItem(prob.problem, prob.answer, n.answer) for n in answered]
             verdicts = await self._call(asyncio.to_thread(self.judge.settle, items, verdicts))
-        return verdicts
+        return list(zip(answered, verdicts))
 
     @staticmethod
-    def _apply_checks(children: list[Node], verdicts: list[Verdict]) -> None:
-        answered = [n for n in children if n.is_terminal and n.answer is not None]
-        for node, v in zip(answered, verdicts):
+    def _apply_checks(children: list[Node], checked: list[tuple[Node, Verdict]]) -> None:
+        for node, v in checked:
             node.answer_correct, node.answer_checker = v.correct is True, v.checker
             if v.reason:  # why it is undecided, or the judge's rationale: shown with the node
                 verdict = {True: "correct", False: "incorrect", None: "unknown"}[v.correct]
