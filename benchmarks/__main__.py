@@ -10,8 +10,9 @@ import sys
 # Before vLLM is imported: its INFO lines and per-weight load warnings would bury the figures.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from benchmarks import derive, naive, overlap, rerun, rss_growth, stream_ratio  # noqa: E402
+from benchmarks import derive, dtype_speed, naive, overlap, rerun, rss_growth, shared_cpu, stream_ratio  # noqa: E402
 from benchmarks.session import Session  # noqa: E402
+from pipeline.termination import cancellable  # noqa: E402
 
 # Sized so the whole run takes about 10 minutes on a 2-core CPU (9 min 51 s measured).
 FULL = {
@@ -43,9 +44,11 @@ QUICK = {
 # own (a server, subprocess jobs) after the shared one is closed.
 FIGURES = {
     "derive_trees_per_s": lambda s, size: derive.run(size["derive_trees"]),
+    "dtype_auto_ratio": lambda s, size: dtype_speed.run(),
     "p1_stream_ratio": lambda s, size: stream_ratio.run(s, size["rounds"]),
     "rerun_engine_calls": lambda s, size: rerun.run(s),
     "p2_vs_naive": lambda s, size: naive.run(s, size["naive_problems"], size["sequential_sample"]),
+    "p6_shared_cpu": lambda s, size: shared_cpu.run(s),
     "p4_overlap": lambda s, size: overlap.run(
         size["overlap_problems"], size["width"], size["depth"], size["delay_s"]
     ),
@@ -82,4 +85,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with cancellable():  # a killed run ends the engines and servers it started
+        sys.exit(main())

@@ -1,13 +1,35 @@
 """Final answers in a step's (or a reference's) text: \\boxed{} content, or an answer a solution's
-last sentence states."""
+last sentence states; every box of a text, for references that must give one answer."""
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from pipeline.answer_forms import MATH_NAMES
 
 BOXED = "\\boxed{"
+FBOX = "\\fbox{"
+_BOX = re.compile(re.escape(BOXED) + "|" + re.escape(FBOX))
+
+
+class Box(NamedTuple):
+    start: int  # where its command begins
+    end: int  # just past its closing brace (the text's end when it never closes)
+    content: str | None  # None: the box never closes
+
+
+def _closing(text: str, i: int) -> int:
+    """Index of the brace closing the one opened just before i; -1 when it never closes."""
+    depth = 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
 
 
 def extract_boxed(text: str) -> str | None:
@@ -21,15 +43,28 @@ def extract_boxed(text: str) -> str | None:
     start = text.rfind(BOXED)
     if start < 0:
         return None
-    depth, i = 1, start + len(BOXED)
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j].strip()
-    return None
+    end = _closing(text, start + len(BOXED))
+    return text[start + len(BOXED) : end].strip() if end >= 0 else None
+
+
+def boxes(text: str) -> list[Box]:
+    """Every outermost \\boxed{} and \\fbox{} in order (a box inside a box is its content).
+
+    >>> [b.content for b in boxes("$\\\\boxed{\\\\frac{1}{2}}$, i.e. \\\\fbox{0.5}")]
+    ['\\\\frac{1}{2}', '0.5']
+    >>> [b.content for b in boxes("\\\\boxed{\\\\boxed{2}} or \\\\boxed{3")]
+    ['\\\\boxed{2}', None]
+    """
+    found: list[Box] = []
+    pos = 0
+    while match := _BOX.search(text, pos):
+        close = _closing(text, match.end())
+        if close < 0:
+            found.append(Box(match.start(), len(text), None))
+            break
+        found.append(Box(match.start(), close + 1, text[match.end() : close].strip()))
+        pos = close + 1
+    return found
 
 
 # An unboxed final answer is only read from the last sentence of a step, and only in the shapes

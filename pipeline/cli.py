@@ -8,6 +8,7 @@ import logging
 import sys
 
 from pipeline import config as config_mod
+from pipeline.termination import cancellable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -168,6 +169,11 @@ def _train(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with cancellable():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "show-tree":
         return _show_tree(args)
     if args.command == "report":

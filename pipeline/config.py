@@ -38,6 +38,8 @@ class ProblemsConfig:
     subset: str | None = None
     limit: int | None = None
     max_chars: int = 20000
+    # How the answer column is read: auto | plain | gsm8k | boxed (pipeline/reference_answers.py)
+    answer_format: str = "auto"
 
 
 @dataclass

@@ -76,7 +76,8 @@ def test_transient_faults_are_retried_and_permanent_ones_become_error_completion
 
 
 def test_a_critic_reply_that_is_not_the_json_is_recorded_as_unknown_with_the_reason(proxy):
-    engine = engine_through(proxy)
+    # No timeout is injected here: a clean critic reply may take long on a slow or busy CPU.
+    engine = engine_through(proxy, timeout_s=120.0)
     critic = Critic(engine, CriticConfig(engine="faulty", prompt="prompts/critic.yaml", max_tokens=64))
     steps = ["2 + 3 = 5.", "2 + 3 = 5. [fault:not_json]", "2 + 3 = 5. [fault:missing_field]"]
     items = [StepToScore("What is 2 + 3?", "5", (), step) for step in steps]

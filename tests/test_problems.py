@@ -67,6 +67,7 @@ def test_sample_file_makes_two_shards_of_eight(tmp_path):
         "problems": 16,
         "rejected": 0,
         "rejects_by_reason": {},
+        "reference_read": {"plain": 16, "gsm8k": 0, "boxed": 0},
         "answers": {
             "kinds": {"math": 16, "text": 0, "suspicious": 0, "unreadable": 0},
             "with_equivalent_forms": 0,

@@ -90,7 +90,9 @@ def kill_when(config: Path, ready, delay: float = 0.0) -> str:
         time.sleep(0.05)
     time.sleep(delay)
     hit = running_stage(proc.pid)
-    os.killpg(proc.pid, signal.SIGKILL)
+    # The run may have finished in the meantime: then there is nothing left to kill.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return hit
 

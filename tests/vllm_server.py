@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipeline.engines.vllm_engine import kv_cache_bytes
+from pipeline.engines.vllm_engine import kv_cache_bytes, resolve_dtype
 from pipeline.model_files import cache_root
 
 SERVED_MODEL_NAME = "smollm2"
@@ -45,6 +45,7 @@ def vllm_server(
     kv_cache_gib: auto sizes it: sized by a fraction of memory instead, vLLM on CPU refuses to
     start beside another instance ("Available memory on node 0 ... less than requested")."""
     port = port or free_port()
+    dtype = resolve_dtype("auto")  # as the in-process engine: float32 on a CPU without bfloat16
     env = dict(os.environ)
     # Same CPU defaults as the in-process engine: both cores, compile cache in the workspace.
     env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
@@ -65,12 +66,12 @@ def vllm_server(
         "--max-model-len",
         str(MAX_MODEL_LEN),
         "--kv-cache-memory-bytes",
-        str(kv_cache_bytes(model_path, max_num_seqs, MAX_MODEL_LEN)),
+        str(kv_cache_bytes(model_path, max_num_seqs, MAX_MODEL_LEN, dtype)),
         "--max-num-seqs",
         str(max_num_seqs),
         "--enforce-eager",
         "--dtype",
-        "auto",
+        dtype,
         # Seeded requests crash vLLM's CPU runner when a chunked prefill is cut short
         # (see pipeline/engines/vllm_engine.py); the pipeline seeds every node.
         "--no-enable-chunked-prefill",

@@ -46,7 +46,12 @@ class EnginePool:
         return self.open[name]
 
     def stats(self, names: Iterable[str]) -> dict[str, dict]:
-        return {n: self.open[n].stats.as_dict() for n in dict.fromkeys(names) if n in self.open}
+        """Each opened engine's counters, and where it ran (device, dtype, CPU) once it loaded."""
+        return {
+            n: {**self.open[n].stats.as_dict(), **getattr(self.open[n], "facts", {})}
+            for n in dict.fromkeys(names)
+            if n in self.open
+        }
 
     def close(self) -> None:
         for engine in self.open.values():
@@ -62,6 +67,32 @@ class EnginePool:
         self.close()
 
 
+def merge_engine_stats(parts: Iterable[dict[str, dict]]) -> dict[str, dict]:
+    """Per-engine stats of several jobs: counters add up, facts (dtype, device) keep their distinct values.
+
+    >>> merge_engine_stats([{"local": {"calls": 2, "dtype": "float32"}}, {"local": {"calls": 1, "dtype": "float32"}}])
+    {'local': {'calls': 3, 'dtype': 'float32'}}
+    >>> merge_engine_stats([{"e": {"engine_s": 0.1, "cpu_isa": ["avx2"]}}, {"e": {"engine_s": 0.2, "cpu_isa": ["avx512f"]}}])
+    {'e': {'engine_s': 0.3, 'cpu_isa': [['avx2'], ['avx512f']]}}
+    """
+    merged: dict[str, dict] = {}
+    for part in parts:
+        for name, counts in part.items():
+            into = merged.setdefault(name, {})
+            for key, value in counts.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    into[key] = round(into.get(key, 0) + value, 3)
+                else:
+                    seen = into.setdefault(key, [])
+                    if value not in seen:
+                        seen.append(value)
+    # A fact every job agrees on is shown as itself, not as a list of one.
+    return {
+        n: {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in c.items()}
+        for n, c in merged.items()
+    }
+
+
 __all__ = [
     "Completion",
     "Engine",
@@ -70,5 +101,6 @@ __all__ = [
     "EngineStats",
     "Request",
     "cache_path",
+    "merge_engine_stats",
     "open_engine",
 ]

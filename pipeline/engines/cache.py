@@ -94,6 +94,11 @@ class CachedEngine:
         work = self._engine.stats.as_dict() if self._engine is not None else EngineStats().as_dict()
         return EngineStats(**{**work, "cache_hits": self.cache_hits})
 
+    @property
+    def facts(self) -> dict:
+        """Where the engine ran; nothing when it never opened (every reply came from the cache)."""
+        return getattr(self._engine, "facts", {}) if self._engine is not None else {}
+
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         keys, results, missing = self._lookup(requests)
         if missing:

@@ -45,6 +45,21 @@ def _causes(causes: list[dict]) -> str:
     return "\nWhat cost yield:\n\n" + _table(("cause", "count", "setting", "what to change"), rows) + "\n"
 
 
+def _runtime(runtime: dict) -> str:
+    """Where the in-process engines ran (device, dtype, CPU and its instruction sets), as a table."""
+    if not runtime:
+        return ""
+
+    def isa(flags: list) -> str:  # jobs on machines that differ: one list per machine
+        return " / ".join(map(isa, flags)) if any(isinstance(f, list) for f in flags) else ", ".join(flags)
+
+    rows = [
+        (name, f.get("device", ""), f.get("dtype", ""), f.get("cpu", ""), isa(f.get("cpu_isa") or []))
+        for name, f in runtime.items()
+    ]
+    return "Ran on:\n\n" + _table(("engine", "device", "dtype", "cpu", "cpu instruction sets"), rows) + "\n"
+
+
 def default_file(parquet: list[str]) -> str | None:
     """The file `load_dataset(folder)` loads: the journeys, or the first file with rows when there are none.
 
@@ -109,6 +124,7 @@ checked; long thoughts are derived from each tree (journeys with backtracking, a
 
 {_table(("engine", "kind", "model", "endpoint"), engines)}
 
+{_runtime(stats.get("runtime") or {})}
 Policy: `{config["policy"]["engine"]}`, pruning: `{config["pruning"]["scorer"]}` (K={config["pruning"]["keep"]}),
 critic: `{config["critic"]["engine"]}`, polish: `{config["polish"]["engine"]}` (enabled: {config["polish"]["enabled"]}).
 

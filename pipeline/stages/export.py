@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.engines import merge_engine_stats
 from pipeline.formats import output_files
 from pipeline.formats.card import dataset_card
 from pipeline.formats.preference import outcome_pairs, preference_pairs
@@ -63,18 +64,28 @@ def _stage_stats(paths: list[Path]) -> dict:
     parts = [json.loads(stats_path(p).read_text()) for p in paths if stats_path(p).is_file()]
     keys = dict.fromkeys(k for p in parts for k in p if k != "engines" and not _is_rate(k))
     summed = {k: _sum(parts, k) for k in keys}
-    engines: dict[str, Counter] = {}
-    for part in parts:
-        for name, counts in part.get("engines", {}).items():
-            engines.setdefault(name, Counter()).update(counts)
+    engines = merge_engine_stats(p.get("engines", {}) for p in parts)
     if engines:
-        summed["engines"] = {n: {k: round(v, 3) for k, v in c.items()} for n, c in engines.items()}
+        summed["engines"] = engines
     return summed
 
 
 def _agreement(counts: dict) -> dict:
     steps = counts.get("steps", 0)
     return {**counts, "share_disagree": round(counts.get("disagree", 0) / steps, 3) if steps else None}
+
+
+RUNTIME_FACTS = ("device", "dtype", "cpu", "cpu_isa")
+
+
+def _runtime(stages: dict) -> dict:
+    """Where each in-process engine ran, over every stage that loaded it: the same config runs at
+    another speed on another machine (float32 on a CPU without bfloat16 instructions, say)."""
+    merged = merge_engine_stats(
+        {n: {k: e[k] for k in RUNTIME_FACTS if k in e} for n, e in stage.get("engines", {}).items()}
+        for stage in stages.values()
+    )
+    return {n: facts for n, facts in merged.items() if facts}
 
 
 def _engine_total(stages: dict, key: str) -> int:
@@ -210,6 +221,7 @@ def run_export(
     stats = {
         "run": cfg.run,
         "models": {name: e.model for name, e in cfg.engines.items()},
+        "runtime": _runtime(stages),
         "problems_in": problems["rows_read"],
         "problems_valid": problems["problems"],
         "problems_rejected": problems["rejected"],

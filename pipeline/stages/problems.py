@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline.answers import reference_stats
 from pipeline.config import Config, ConfigError, FieldMap, ProblemsConfig
+from pipeline.reference_answers import READINGS, UnreadableReference, read_reference_field
 from pipeline.tables import PROBLEM_SCHEMA, REJECT_SCHEMA, write_json, write_table
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class _Outcome:
     problems: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
     by_reason: Counter = field(default_factory=Counter)
+    read_as: Counter = field(default_factory=Counter)  # accepted references, by how each was read
+    unread: int = 0  # references rejected as giving no single final answer
     rows_read: int = 0
 
 
@@ -85,11 +88,13 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
         "problems": len(outcome.problems),
         "rejected": len(outcome.rejects),
         "rejects_by_reason": dict(sorted(outcome.by_reason.items())),
+        "reference_read": {how: outcome.read_as[how] for how in READINGS},
         "answers": answers,
         "shards": shards,
         "wall_s": round(time.monotonic() - start, 3),
     }
     write_json(out_dir / "stats.json", stats)
+    log.info("references: %s", _read_summary(outcome))
     if outcome.rejects:
         log.warning(
             "%d of %d rows rejected from %s; see %s",
@@ -106,6 +111,17 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
             f"{len(outcome.rejects)} rejected (see {rejects_path}){empty}"
         )
     return stats
+
+
+def _read_summary(outcome: _Outcome) -> str:
+    """One line on how the references were read, e.g. "3 read after ####, 10 as given"."""
+    counts = [
+        (outcome.read_as["gsm8k"], "read after ####"),
+        (outcome.read_as["boxed"], "from the last \\boxed{}"),
+        (outcome.read_as["plain"], "as given"),
+        (outcome.unread, "rejected as giving no single final answer"),
+    ]
+    return ", ".join(f"{n} {how}" for n, how in counts if n) or "none read"
 
 
 def _warn_untrusted(answers: dict) -> None:
@@ -265,14 +281,19 @@ def _validate(rows: Iterable[_Row], pc: ProblemsConfig) -> _Outcome:
             break
         outcome.rows_read += 1
         try:
-            outcome.problems.append(_to_problem(row, pc, first_seen))
+            problem, read = _to_problem(row, pc, first_seen)
         except _Reject as rej:
             outcome.rejects.append(_reject_row(row, rej))
             outcome.by_reason[f"{rej.field}: {rej.kind}"] += 1
+            outcome.unread += isinstance(rej.__cause__, UnreadableReference)
+        else:
+            outcome.problems.append(problem)
+            outcome.read_as[read] += 1
     return outcome
 
 
-def _to_problem(row: _Row, pc: ProblemsConfig, first_seen: dict[str, int]) -> dict:
+def _to_problem(row: _Row, pc: ProblemsConfig, first_seen: dict[str, int]) -> tuple[dict, str]:
+    """The problem row, and how its reference was read (one of READINGS)."""
     if row.error is not None:
         raise row.error
     record, fm = row.record, pc.fields
@@ -283,21 +304,32 @@ def _to_problem(row: _Row, pc: ProblemsConfig, first_seen: dict[str, int]) -> di
     try:
         problem = _text(record.get(fm.problem), "problem", numbers_ok=False)
         _check_length(problem, pc.max_chars)
-        answer = _text(record.get(fm.answer), "answer", numbers_ok=True)
+        field_text = _text(record.get(fm.answer), "answer", numbers_ok=True)
         problem_id = problem_id or derived_id(problem)
+        answer, read = _read_answer(field_text, pc.answer_format)
+        # After the reference is read: a row rejected for it must not count as an id's first use.
         _check_unique(problem_id, row.index, first_seen, derived=fm.id is None)
     except _Reject as rej:
         rej.problem_id = problem_id
         raise
-    mapped = {fm.problem, fm.answer, fm.id}
+    # A field read for its final answer stays whole in meta, under its own column's name.
+    mapped = {fm.problem, fm.id} | ({fm.answer} if read == "plain" else set())
     meta = {k: v for k, v in record.items() if k not in mapped}
-    return {
+    problem_row = {
         "problem_id": problem_id,
         "problem": problem,
         "answer": answer,
         "source": pc.source,
         "meta": json.dumps(meta, ensure_ascii=False, default=str),
     }
+    return problem_row, read
+
+
+def _read_answer(field_text: str, answer_format: str) -> tuple[str, str]:
+    try:
+        return read_reference_field(field_text, answer_format)
+    except UnreadableReference as exc:
+        raise _Reject("answer", exc.kind, str(exc)) from exc
 
 
 def derived_id(problem: str) -> str:

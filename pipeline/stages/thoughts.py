@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
-from pipeline.engines import EnginePool, cache_path
+from pipeline.engines import EnginePool, cache_path, merge_engine_stats
 from pipeline.methods import method_module
 from pipeline.tables import (
     NODE_SCHEMA,
@@ -139,16 +139,12 @@ def merge_thoughts(cfg: Config, parts: dict[str, str | Path], out_path: str | Pa
     tables = [read_table(parts[m], THOUGHT_SCHEMA) for m in names]
     write_table(pa.concat_tables(tables) if tables else [], THOUGHT_SCHEMA, out_path)
     per_method = {m: _read_stats(parts[m]) for m in names}
-    engines: dict[str, Counter] = {}
-    for part in per_method.values():
-        for engine, counts in part.get("engines", {}).items():
-            engines.setdefault(engine, Counter()).update(counts)
     stats = {
         **per_method.get("tree", {}),
         "thoughts": sum(t.num_rows for t in tables),
         "engine_tokens": sum(p.get("engine_tokens", 0) for p in per_method.values()),
         "methods": per_method,
-        "engines": {e: dict(c) for e, c in engines.items()},
+        "engines": merge_engine_stats(p.get("engines", {}) for p in per_method.values()),
         "wall_s": round(sum(p.get("wall_s", 0.0) for p in per_method.values()), 3),
     }
     write_stats(out_path, stats)

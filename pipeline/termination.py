@@ -1,0 +1,63 @@
+"""A cancelled job (SIGTERM from Snakemake or SLURM's scancel) closes its engines instead of dying with them running."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+# After the engines closed: how long the processes they started get to exit before SIGKILL.
+GRACE_S = 5.0
+
+
+def _raise(signum: int, frame) -> None:
+    # Restore the default first: a second SIGTERM while closing ends the process at once.
+    signal.signal(signum, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
+
+
+def _descendants() -> list:
+    try:
+        import psutil  # vLLM's own dependency; without vLLM no engine process exists to reap
+    except ImportError:
+        return []
+    return psutil.Process(os.getpid()).children(recursive=True)
+
+
+def _reap(processes: list) -> None:
+    """SIGTERM, then SIGKILL, whatever child processes are still running."""
+    import psutil
+
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=GRACE_S)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=GRACE_S)
+
+
+@contextlib.contextmanager
+def cancellable() -> Iterator[None]:
+    """Within: SIGTERM raises SystemExit in the main thread, so every `with` block unwinds (engines shut
+    their engine-core and worker processes, answer-check workers stop; outputs are only ever written
+    whole, and the response cache holds every answered call). On the way out after a SIGTERM, any
+    process the job started that still runs is ended, so a cancelled job holds no memory or GPU."""
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:
+            left = _descendants()
+            if left:
+                log.warning("cancelled: ending %d process(es) the job started", len(left))
+                _reap(left)
+            log.warning("cancelled by SIGTERM; rerun the job to resume from its response cache")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
