@@ -214,6 +214,8 @@ class PolishConfig:
     attempts: int = 3  # tries per journey; each retry is told which guard checks failed
     budget_factor: float = 1.5  # an attempt's budget: ceil(factor * raw thought tokens) + margin
     budget_margin: int = 64
+    # When none of a shard's first N journeys passes in `attempts`, the rest get one attempt each.
+    give_up_after: int | None = 4
 
 
 @dataclass

@@ -19,6 +19,22 @@ EASY_PROBLEMS = [
 ]
 
 
+# What a test needs beyond Python: marked, so a developer can leave it out. Tests that need none of
+# them are marked `fast`: `pytest -m fast` is the quick loop (README, Tests).
+NEEDS = ("vllm", "server", "snakemake", "browser", "torch", "cluster")
+# Fixtures that start one of them, for the tests that use them (directly or through another fixture).
+FIXTURE_NEEDS = {"vllm_engine": "vllm", "server_url": "server", "smol": "vllm"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, need in FIXTURE_NEEDS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(need)
+        if not any(item.get_closest_marker(n) for n in NEEDS):
+            item.add_marker("fast")
+
+
 @pytest.fixture(scope="module")
 def vllm_engine():
     from pipeline.engines.vllm_engine import VLLMEngine

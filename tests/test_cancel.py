@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, write_config
 from tests.test_resume import cached_requests
+
+pytestmark = pytest.mark.vllm
 
 PY = [sys.executable, "-m", "pipeline"]
 

@@ -11,9 +11,13 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, snakemake, write_config
 from tests.vllm_server import SERVED_MODEL_NAME
+
+pytestmark = pytest.mark.snakemake
 
 RECORDER = """
 import atexit, json, os, sys, time

@@ -95,10 +95,12 @@ def snakemake_validate(raw: dict) -> None:
     utils.validate(copy.deepcopy(raw), str(SCHEMA))
 
 
+@pytest.mark.snakemake
 def test_snakemake_accepts_the_shipped_config():
     snakemake_validate(shipped())
 
 
+@pytest.mark.snakemake
 @pytest.mark.parametrize("overrides, names", SCHEMA_BREAKERS)
 def test_snakemake_rejects_what_the_pipeline_rejects(overrides, names):
     raw = deep_merge(shipped(), overrides)

@@ -332,6 +332,7 @@ def stage_run(tmp_path_factory):
     return config, out, summary, pq.read_table(out / "judgements.parquet")
 
 
+@pytest.mark.vllm
 def test_the_stage_judges_every_step_with_every_scorer(stage_run):
     _, out, summary, _ = stage_run
     names = ["critic", "monte-carlo", "rationale-first", "vote-3"]
@@ -372,6 +373,7 @@ def test_the_stage_judges_every_step_with_every_scorer(stage_run):
     assert "<h2 id='s-vote-3'>vote-3</h2>" in page and "\\boxed{6}" in page and "<script>" not in page
 
 
+@pytest.mark.vllm
 def test_the_cli_rerun_is_served_by_the_cache(stage_run):
     config, out, first, table = stage_run
     proc = subprocess.run(
@@ -415,6 +417,7 @@ def test_cli_names_a_bad_mapping(tmp_path):
     assert "error: config field eval.fields.steps: column 'solution' is not in" in proc.stderr
 
 
+@pytest.mark.vllm
 def test_snakemake_eval_target(stage_run, tmp_path):
     config, out, _, _ = stage_run
     run = Path(yaml.safe_load(config.read_text())["output_root"]) / "evaltest"

@@ -21,6 +21,8 @@ from tests.fault_proxy import BAD_CRITIC, TRANSIENT, FaultProxy, body_hash, text
 from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
 from tests.vllm_server import SERVED_MODEL_NAME
 
+pytestmark = pytest.mark.server
+
 _MARKER = re.compile(r"\[fault:(\w+)\]")
 
 

@@ -376,6 +376,7 @@ def test_polish_and_export_skip_solutions_and_unverified_journeys(tmp_path):
 # --- the real snakemake, two methods --------------------------------------------------------------
 
 
+@pytest.mark.snakemake
 def test_snakemake_runs_two_methods_and_merges_them_before_polish_and_export(tmp_path):
     config = write_config(
         tmp_path,

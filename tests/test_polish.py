@@ -203,6 +203,35 @@ def test_one_attempt_means_no_retry(tmp_path, monkeypatch):
     assert (stats["attempts_made"], stats["passed_by_attempt"], stats["fallback"]) == ({"1": 2}, {"1": 0}, 2)
 
 
+@pytest.mark.parametrize(
+    "order, attempts",
+    [
+        # The first four all fail three times: the polisher cannot pass, so the rest try once.
+        (("a", "b", "c", "d", "fixed", "e"), {"a": 3, "b": 3, "c": 3, "d": 3, "fixed": 1, "e": 1}),
+        # One of the first four passes on its retry: retrying pays, every journey keeps its attempts.
+        (("a", "fixed", "b", "c", "d", "e"), {"a": 3, "fixed": 2, "b": 3, "c": 3, "d": 3, "e": 3}),
+    ],
+)
+def test_a_polisher_that_fails_the_first_journeys_gets_one_attempt_for_the_rest(
+    tmp_path, monkeypatch, caplog, order, attempts
+):
+    write_thoughts(tmp_path / "t.parquet", ids=order)
+    polisher = ScriptedPolisher()
+    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
+    cfg = load(overrides={"polish": {"attempts": 3, "give_up_after": 4}})
+
+    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+
+    rows = rows_by_id(tmp_path / "p.parquet")
+    assert {t: rows[t]["polish_attempts"] for t in order} == attempts
+    gave_up = 2 if attempts["e"] == 1 else 0
+    assert stats["polish_gave_up"] == gave_up
+    assert ("get one attempt each (polish.give_up_after" in caplog.text) == bool(gave_up)
+    # Decided by the first four in row order, so the same config and replies decide the same again.
+    again = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p2.parquet")
+    assert rows_by_id(tmp_path / "p2.parquet") == rows and again["polish_gave_up"] == gave_up
+
+
 class SlowPolisher(ScriptedPolisher):
     """ScriptedPolisher's answers on an event loop, every call for "stuck" taking `delay` seconds;
     `log` keeps ("start" or "end", thought, attempt) as calls start and end."""

@@ -24,6 +24,8 @@ from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, SNAKEMAKE, snakemake, write_config
 from tests.vllm_server import SERVED_MODEL_NAME
 
+pytestmark = pytest.mark.snakemake
+
 # The README's resume procedure: release the lock the killed run left, then run again; the local
 # profile has rerun-incomplete, so jobs that were cut off run again from their inputs.
 WITH_LOCK = [arg for arg in SNAKEMAKE if arg != "--nolock"]

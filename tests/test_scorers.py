@@ -123,6 +123,8 @@ def _qwen_rewards_by_hand(path: Path, items: list[StepToScore]) -> list[list[flo
     return rewards
 
 
+@pytest.mark.vllm
+@pytest.mark.torch
 def test_qwen_prm_through_vllm_pooling_matches_the_model_card_computation(tmp_path):
     path = _tiny_qwen_prm(tmp_path / "tiny-qwen-prm")
     expected = _qwen_rewards_by_hand(path, PATHS)

@@ -17,6 +17,8 @@ import pytest
 from pipeline.formats.paths import assistant, user
 from pipeline.model_files import EMBEDDED_MODEL, resolve_model
 
+pytestmark = pytest.mark.torch
+
 PROBLEMS = [
     ("What is 2 + 3?", "5"),
     ("What is 4 + 4?", "8"),

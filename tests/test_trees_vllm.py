@@ -15,6 +15,8 @@ from pipeline.stages.trees import TreeBuilder, tree_stats
 from tests.conftest import EASY_PROBLEMS
 from trees.model import Tree
 
+pytestmark = pytest.mark.vllm
+
 
 @pytest.fixture(scope="module")
 def built(vllm_engine):

@@ -18,6 +18,8 @@ from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
 from tests.vllm_server import SERVED_MODEL_NAME
 
+pytestmark = [pytest.mark.snakemake, pytest.mark.vllm]
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from pipeline.polish_guard import GuardResult, guard_checks, instruction_lines
 from pipeline.progress import Progress
 from pipeline.prompts import PolishPrompt, load_yaml
 from pipeline.tables import POLISHED_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
+
+log = logging.getLogger(__name__)
 
 
 def attempt_seed(seed: int, thought_id: str, attempt: int) -> int:
@@ -101,6 +104,7 @@ class Rounds:
     """
 
     name = "polish"  # what the progress line is called
+    gave_up = 0  # journeys held to one attempt because the first ones all failed (give_up_after)
 
     def __init__(
         self,
@@ -124,12 +128,38 @@ class Rounds:
         asyncio.run(self.arun())
 
     async def arun(self) -> None:
+        # The annotation method's settings have no give_up_after: its notes differ too much per row.
+        probe = getattr(self.p, "give_up_after", None) or len(self.journeys)
+        first, rest = self.journeys[:probe], self.journeys[probe:]
+        self._cap, self._decided = self.p.attempts, asyncio.Event()
         with Progress(self.name, len(self.journeys), "thoughts") as progress:
-            await asyncio.gather(*(self._attempts(j, progress) for j in self.journeys))
 
-    async def _attempts(self, j: Journey, progress: Progress) -> None:
-        """One journey's attempts, each after the last failed, up to `attempts`."""
+            async def decide() -> None:
+                await asyncio.gather(*(self._attempts(j, progress) for j in first))
+                # Decided by the first journeys only, in row order, so a rerun decides the same.
+                if rest and self.p.attempts > 1 and not any(j.passed for j in first):
+                    self._cap = 1
+                    self.gave_up = len(rest)
+                    log.warning(
+                        "%s: none of the first %d journeys passed the guard in %d attempts; the other %d "
+                        "get one attempt each (polish.give_up_after; a stronger polisher passes more)",
+                        self.name,
+                        len(first),
+                        self.p.attempts,
+                        len(rest),
+                    )
+                self._decided.set()
+
+            await asyncio.gather(decide(), *(self._attempts(j, progress, wait=True) for j in rest))
+
+    async def _attempts(self, j: Journey, progress: Progress, wait: bool = False) -> None:
+        """One journey's attempts, each after the last failed, up to `attempts`; with `wait`, its
+        retries wait until the first journeys show whether retrying is worth it."""
         while j.retry and len(j.attempts) < self.p.attempts:
+            if wait and j.attempts:
+                await self._decided.wait()
+                if len(j.attempts) >= self._cap:
+                    break
             request = self._request(j, len(j.attempts) + 1)
             comp = (await generate_async(self.engine, [request]))[0][0]
             self._record(j, comp, await self._guard(j, comp))
@@ -221,6 +251,7 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
     out = {r["thought_id"]: _unpolished(r, "passthrough") for r in rows}
     journeys: list[Journey] = []
     engine_stats = {}
+    gave_up = 0
     if todo:
         counter = TokenCounter(cfg.engines[p.engine])
         for r in todo:
@@ -232,7 +263,9 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
             AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
         ):
             engine = pool.get(p.engine)
-            Rounds(cfg.seed, p, journeys, engine, checker).run()
+            rounds = Rounds(cfg.seed, p, journeys, engine, checker)
+            rounds.run()
+            gave_up = rounds.gave_up
             engine_stats = pool.stats([p.engine])
         for j in journeys:
             out[j.row["thought_id"]] = _polished_row(j, engine.label)
@@ -248,6 +281,7 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
         "passthrough": statuses.get("passthrough", 0),
         "guard_pass_rate": round(polished / len(todo), 4) if todo else None,
         **attempt_stats(journeys),
+        "polish_gave_up": gave_up,
         "polish_tokens": sum(r["polish_tokens"] for r in result_rows),
         "engines": engine_stats,
         "wall_s": round(time.perf_counter() - start, 3),

@@ -27,9 +27,10 @@ from pipeline.answers import NO_ANSWER, AnswerChecker, extract_final_answer, ver
 from pipeline.config import Config
 from pipeline.engines import Completion, Engine, EnginePool, Request, cache_path
 from pipeline.engines.base import generate_async
+from pipeline.placement import stage_engines
 from pipeline.progress import Progress
 from pipeline.prompts import PolicyPrompt
-from pipeline.scorers import SCORER_SECTION, make_scorer
+from pipeline.scorers import make_scorer
 from pipeline.scorers.base import Scorer, StepScore, StepToScore, score_async
 from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
 from trees.graph import shape_stats
@@ -339,9 +340,7 @@ def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> d
         judge = AnswerJudge(pool.get(judge_cfg.engine), judge_cfg) if judge_cfg else None
         builder = TreeBuilder(cfg, policy, scorer, checker, annotators, judge)
         nodes = builder.build(problems)
-        roles = [SCORER_SECTION[name] for name in (cfg.pruning.scorer, *cfg.annotate)]
-        judge_engines = [judge_cfg.engine] if judge_cfg else []
-        engines = pool.stats([*cfg.engine_names("policy", *roles), *judge_engines])
+        engines = pool.stats(stage_engines(cfg, "trees"))
     write_table([n.__dict__ for n in nodes], NODE_SCHEMA, out_path)
     wall = time.perf_counter() - start
     engine_s = sum(e["engine_s"] for e in engines.values())
