@@ -10,6 +10,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import from_dict
 from pipeline.formats import output_files
+from pipeline.placement import gpus
 from pipeline.stages.problems import check_source
 from pipeline.yield_report import yield_lines
 
@@ -19,6 +20,8 @@ check_source(CONFIG.problems)  # a missing source or column stops here, before a
 
 RUN = Path(config["output_root"]) / config["run"]
 METHODS = CONFIG.thoughts.methods  # how long thoughts are built, merged in this order
+# A GPU (sbatch --gpus=1 under profiles/slurm) only for the jobs that load a model in-process.
+GPUS = {stage: gpus(CONFIG, stage) for stage in ("trees", "polish", *(m for m in METHODS if m != "tree"))}
 CFG = RUN / "config.yaml"
 ENV = "config/conda.yaml"  # used with --software-deployment-method conda
 # Without conda, jobs use the interpreter running Snakemake, so they see the same packages.
@@ -95,6 +98,7 @@ rule trees:
         RUN / "logs/trees/{shard}.log",
     resources:
         llm=1,
+        gpu=GPUS["trees"],
     params:
         py=PY,
     conda:
@@ -136,6 +140,7 @@ rule thoughts_method:
         method="|".join(re.escape(m) for m in METHODS if m != "tree") or "(?!)",
     resources:
         llm=1,
+        gpu=lambda wildcards: GPUS[wildcards.method],
     params:
         py=PY,
     conda:
@@ -172,6 +177,7 @@ rule polish:
         RUN / "logs/polish/{shard}.log",
     resources:
         llm=1,
+        gpu=GPUS["polish"],
     params:
         py=PY,
     conda:
