@@ -68,6 +68,18 @@ def test_stats_add_up(run):
         assert stats["tokens"]["polish"] > 0 and stats["polish_guard_pass_rate"] is not None
 
 
+def test_stats_and_card_say_what_the_engine_ran_on(run):
+    from pipeline.engines.vllm_engine import cpu_facts, resolve_dtype
+
+    out, _ = run
+    runtime = json.loads((out / "stats.json").read_text())["runtime"]
+    # The dtype `auto` resolved to on this machine (float32 where the CPU lacks bfloat16 instructions),
+    # the same in every job that loaded the engine.
+    assert runtime == {"local": {"device": "cpu", "dtype": resolve_dtype("auto"), **cpu_facts()}}
+    card = (out / "sft" / "README.md").read_text()
+    assert f"| local | cpu | {resolve_dtype('auto')} | {cpu_facts()['cpu']} |" in card
+
+
 def test_sft_files_are_trl_conversational_and_hold_a_backtracking_journey(run):
     out, _ = run
     journeys = _read(out / "sft" / "journey.parquet", SFT_SCHEMA)

@@ -50,6 +50,8 @@ def _sum(parts: list[dict], key: str):
     values = [p[key] for p in parts if p.get(key) is not None]
     if not values:
         return None
+    if key == "engines":  # counters add up, facts (dtype, device) keep their distinct values
+        return merge_engine_stats(values)
     if isinstance(values[0], dict):
         # Key by key, nested ones too (the thoughts stage keeps each method's figures under `methods`).
         keys = dict.fromkeys(k for v in values for k in v if not _is_rate(k))
@@ -62,12 +64,8 @@ def _sum(parts: list[dict], key: str):
 def _stage_stats(paths: list[Path]) -> dict:
     """Shard sidecars of one stage, summed (wall_s: total over shards); rates do not add up, so they are left out."""
     parts = [json.loads(stats_path(p).read_text()) for p in paths if stats_path(p).is_file()]
-    keys = dict.fromkeys(k for p in parts for k in p if k != "engines" and not _is_rate(k))
-    summed = {k: _sum(parts, k) for k in keys}
-    engines = merge_engine_stats(p.get("engines", {}) for p in parts)
-    if engines:
-        summed["engines"] = engines
-    return summed
+    keys = dict.fromkeys(k for p in parts for k in p if not _is_rate(k))
+    return {k: _sum(parts, k) for k in keys}
 
 
 def _agreement(counts: dict) -> dict:
