@@ -211,7 +211,7 @@ class PolishConfig:
     max_tokens: int = 1024  # cap on each attempt's token budget
     repetition_penalty: float = 1.0
     min_step_similarity: float = 80.0
-    attempts: int = 3  # tries per journey; each retry is told which guard checks failed
+    attempts: int = 2  # tries per journey; each retry is told which guard checks failed
     budget_factor: float = 1.5  # an attempt's budget: ceil(factor * raw thought tokens) + margin
     budget_margin: int = 64
     # When none of a shard's first N journeys passes in `attempts`, the rest get one attempt each.
