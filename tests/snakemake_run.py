@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,21 @@ def assert_no_secret(secret: str, proc: subprocess.CompletedProcess, *folders: P
         for path in folder.rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
+
+
+def snapshot(out: Path) -> dict[str, object]:
+    """Every file of a run: parquet as rows, other files by presence (stats and report hold wall times)."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and "logs" not in path.relative_to(out).parts:
+            rel = str(path.relative_to(out))
+            files[rel] = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else None
+    return files
+
+
+def copy_caches(source: Path, target: Path) -> None:
+    """Every response cache of the run in `source` to the same place under `target`."""
+    for cache in sorted(source.rglob("*.cache.sqlite")):
+        dest = target / cache.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cache, dest)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +20,7 @@ import yaml
 
 from pipeline.tables import PROBLEM_SCHEMA, write_table
 from tests.conftest import EASY_PROBLEMS
-from tests.snakemake_run import ROOT, SNAKEMAKE, snakemake, write_config
+from tests.snakemake_run import ROOT, SNAKEMAKE, copy_caches, snakemake, snapshot, write_config
 from tests.vllm_server import SERVED_MODEL_NAME
 
 pytestmark = pytest.mark.snakemake
@@ -43,20 +42,6 @@ TRIALS = (
     "report",
     "report",
 )
-
-
-def snapshot(out: Path) -> dict[str, object]:
-    """Every file of a run: parquet as rows, other files by presence (stats and report hold wall times)."""
-    files = {}
-    for path in sorted(out.rglob("*")):
-        if path.is_file() and "logs" not in path.relative_to(out).parts:
-            rel = str(path.relative_to(out))
-            files[rel] = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else None
-    return files
-
-
-def caches(out: Path) -> list[Path]:
-    return sorted(out.rglob("*.cache.sqlite"))
 
 
 def running_stage(pid: int) -> str:
@@ -136,10 +121,7 @@ def trial_with_reference_caches(tmp: Path, reference: Path, server_url: str) -> 
     source = reference.parent.parent / "resume.jsonl"
     config = endpoint_config(tmp, server_url, source)
     out = Path(yaml.safe_load(config.read_text())["output_root"]) / "resume"
-    for cache in caches(reference):
-        target = out / cache.relative_to(reference)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(cache, target)
+    copy_caches(reference, out)
     return config, out
 
 

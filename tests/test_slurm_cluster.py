@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,12 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from statistics import median
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from tests.slurm_cluster import Cluster, one_node_cluster
-from tests.snakemake_run import ROOT, snakemake
+from tests.snakemake_run import ROOT, copy_caches, snakemake, snapshot
 
 pytestmark = [pytest.mark.cluster, pytest.mark.snakemake, pytest.mark.vllm]
 
@@ -83,16 +81,6 @@ def write_config(tmp: Path, name: str) -> Path:
 
 def slurm_time(value: str) -> float:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S").timestamp()
-
-
-def snapshot(out: Path) -> dict[str, object]:
-    """Every file of a run: parquet as rows, other files by presence (as tests/test_resume.py)."""
-    files = {}
-    for path in sorted(out.rglob("*")):
-        if path.is_file() and "logs" not in path.relative_to(out).parts:
-            rel = str(path.relative_to(out))
-            files[rel] = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else None
-    return files
 
 
 def job_of(run: SlurmRun, rule: str, shard: str, state: str = "COMPLETED") -> list[dict[str, str]]:
@@ -214,10 +202,7 @@ def test_a_local_run_on_the_slurm_runs_caches_gives_the_same_parquet_without_eng
 ):
     config = write_config(tmp_path, "local-out")
     out = tmp_path / "local-out" / RUN
-    for cache in sorted(slurm_run.out.rglob("*.cache.sqlite")):
-        target = out / cache.relative_to(slurm_run.out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(cache, target)
+    copy_caches(slurm_run.out, out)
     start = time.monotonic()
     proc = snakemake("--configfile", str(config))
     local_s = time.monotonic() - start
