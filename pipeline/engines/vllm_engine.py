@@ -162,14 +162,12 @@ def _add_text(parts: list[tuple[str, bool]], text: str) -> None:
         parts.append((text, False))
 
 
-def _kv_bytes(settings: EngineSettings, model_dir: str) -> int:
+def _kv_bytes(settings: EngineSettings, model_dir: str, dtype: str) -> int:
     if settings.kv_cache_gib != "auto":
         return int(float(settings.kv_cache_gib) * 2**30)
     if not (settings.max_num_seqs and settings.max_model_len):
         raise ValueError(f"engine {settings.name!r}: kv_cache_gib auto needs max_num_seqs and max_model_len")
-    size = kv_cache_bytes(
-        model_dir, settings.max_num_seqs, settings.max_model_len, resolve_dtype(settings.dtype)
-    )
+    size = kv_cache_bytes(model_dir, settings.max_num_seqs, settings.max_model_len, dtype)
     log.info(
         "engine %s: KV cache %.2f GiB (%d sequences of %d tokens)",
         settings.name,
@@ -288,7 +286,8 @@ class VLLMEngine:
         self.label = settings.model
         self.stats = EngineStats()
         on_cpu = _on_cpu()
-        dtype = resolve_dtype(settings.dtype)
+        cpu = cpu_facts() if on_cpu else {}
+        dtype = choose_dtype(settings.dtype, on_cpu, cpu.get("cpu_isa", []))
         kwargs = dict(
             model=resolve_model(settings.model),
             dtype=dtype,
@@ -302,7 +301,7 @@ class VLLMEngine:
         if settings.max_num_seqs:
             kwargs["max_num_seqs"] = settings.max_num_seqs
         if settings.kv_cache_gib is not None:
-            kwargs["kv_cache_memory_bytes"] = _kv_bytes(settings, kwargs["model"])
+            kwargs["kv_cache_memory_bytes"] = _kv_bytes(settings, kwargs["model"], dtype)
         if on_cpu:
             # vLLM's CPU runner rewinds a seeded request's generator when a chunked prefill is cut
             # short, which CPU generators cannot do ("CPU Generator does not use offset"): with
@@ -317,9 +316,8 @@ class VLLMEngine:
         self.facts = {
             "device": "cpu" if on_cpu else "gpu",
             "dtype": str(self.llm.model_config.dtype).removeprefix("torch."),
+            **cpu,
         }
-        if on_cpu:
-            self.facts |= cpu_facts()
         self.steps = StepLoop(self.llm)
 
     def render(self, request: Request) -> str:
