@@ -15,6 +15,7 @@ import yaml
 
 from pipeline.config import deep_merge, load
 from tests.snakemake_run import ROOT
+from tests.snakemake_run import snakemake as run_locally  # profiles/local, --nolock
 from tests.test_slurm_profile import snakemake
 
 pytestmark = pytest.mark.snakemake
@@ -141,22 +142,7 @@ def test_the_laptop_preset_runs_end_to_end_against_a_local_server(server_url, tm
     )
     config = tmp_path / "laptop.yaml"
     config.write_text(yaml.safe_dump(raw))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--profile",
-            "profiles/local",
-            "--nolock",
-            "--configfile",
-            str(config),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    proc = run_locally("--configfile", str(config))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stats = json.loads((tmp_path / "outputs" / "laptop" / "stats.json").read_text())
     assert stats["trees_built"] == 2 and stats["nodes_generated"] > 2
