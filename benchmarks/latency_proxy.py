@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.fault_proxy import read_request, run_until_cancelled, send
-from tests.vllm_server import free_port
+from pipeline.testing.proxy import read_request, run_until_cancelled, send
+from pipeline.testing.vllm_server import free_port
 
 # The headers a client's request keeps on its way upstream, and a reply's on its way back.
 FORWARD_REQUEST = ("authorization", "content-type", "accept")
@@ -116,12 +116,12 @@ def latency_proxy(upstream_url: str, delay_s: float) -> Iterator[str]:
 def local_vllm_server() -> Iterator[str]:
     """The embedded model served by vLLM on 127.0.0.1 as "smollm2"; yields http://127.0.0.1:PORT/v1.
 
-    Started by tests/vllm_server.py (the one place that knows how to start and reliably stop a vLLM
+    Started by pipeline/testing/vllm_server.py (the one place that knows how to start and reliably stop a vLLM
     server here, engine-core workers included). Its log is kept in /tmp (vllm-server-*.log), as the
     tests keep theirs.
     """
     from pipeline.model_files import EMBEDDED_MODEL, resolve_model
-    from tests.vllm_server import vllm_server
+    from pipeline.testing.vllm_server import vllm_server
 
     with vllm_server(resolve_model(EMBEDDED_MODEL)) as url:
         yield url

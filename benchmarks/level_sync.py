@@ -10,7 +10,7 @@ import asyncio
 
 from pipeline.engines.base import generate_async
 from pipeline.progress import Progress
-from pipeline.stages.trees import TreeBuilder
+from pipeline.search.builder import TreeBuilder
 from trees.model import ROOT_ID
 
 
@@ -19,7 +19,7 @@ class LevelSyncBuilder(TreeBuilder):
         frontier = [(pr, pr.nodes[ROOT_ID]) for pr in probs]
         while frontier:
             requests = [self.policy_request(pr, node) for pr, node in frontier]
-            outs = await self._call(generate_async(self.policy, requests))
+            outs = await self.guarded(generate_async(self.policy, requests))
             groups = [(pr, self.children(pr, node, comps)) for (pr, node), comps in zip(frontier, outs)]
             await asyncio.gather(*(self.judge_group(pr, children) for pr, children in groups))
             for _, children in groups:

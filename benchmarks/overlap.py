@@ -17,8 +17,8 @@ from benchmarks.level_sync import LevelSyncBuilder
 from benchmarks.session import Session
 from pipeline.config import load
 from pipeline.engines.openai_engine import OpenAIEngine
-from pipeline.stages.trees import TreeBuilder
-from tests.vllm_server import SERVED_MODEL_NAME
+from pipeline.search.builder import TreeBuilder
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME
 
 
 @contextlib.contextmanager

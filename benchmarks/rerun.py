@@ -8,7 +8,7 @@ from benchmarks import Figure
 from benchmarks.session import Session
 from pipeline.engines.cache import CachedEngine, ResponseCache
 from pipeline.scorers.critic import Critic
-from pipeline.stages.trees import TreeBuilder
+from pipeline.search.builder import TreeBuilder
 
 
 def run(session: Session) -> Figure:

@@ -18,7 +18,7 @@ from pipeline.engines import Completion, Engine, Request
 from pipeline.engines.base import generate_async
 from pipeline.engines.cache import CachedEngine, ResponseCache
 from pipeline.scorers.critic import Critic
-from pipeline.stages.trees import TreeBuilder
+from pipeline.search.builder import TreeBuilder
 from trees.model import Node
 
 SAMPLE_PROBLEMS = PROJECT_ROOT / "pipeline" / "data" / "sample_problems.jsonl"

@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 def _show_tree(args) -> int:
     import pyarrow.compute as pc
 
-    from pipeline.tables import NODE_SCHEMA, THOUGHT_SCHEMA, read_table
+    from pipeline.io.tables import NODE_SCHEMA, THOUGHT_SCHEMA, read_table
     from trees.model import trees_from_table
     from trees.render import render_tree
 
@@ -116,7 +116,7 @@ def _show_tree(args) -> int:
 def _graph(args) -> int:
     from pathlib import Path
 
-    from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table
+    from pipeline.io.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table
     from trees.graph import WRITERS
     from trees.model import trees_from_table
 

@@ -18,6 +18,16 @@ DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
 SCHEMA = PROJECT_ROOT / "config" / "schema.yaml"
 
 
+# The config section each scorer is built from (its `engine` names the engine); the registry in
+# pipeline/scorers builds them, and a test keeps the two and the schema's enum in step.
+SCORER_SECTION = {
+    "critic": "critic",
+    "prm-math-shepherd": "prm",
+    "prm-qwen": "prm",
+    "monte-carlo": "rollouts",
+}
+
+
 class ConfigError(ValueError):
     """A config value that fails the schema; the message names the field."""
 
@@ -38,7 +48,7 @@ class ProblemsConfig:
     subset: str | None = None
     limit: int | None = None
     max_chars: int = 20000
-    # How the answer column is read: auto | plain | gsm8k | boxed (pipeline/reference_answers.py)
+    # How the answer column is read: auto | plain | gsm8k | boxed (pipeline/answers/reference.py)
     answer_format: str = "auto"
 
 
@@ -96,7 +106,7 @@ class CriticConfig:
 
 @dataclass
 class AnswerJudgeConfig:
-    """An LLM that decides the answers math-verify cannot (pipeline/answer_judge.py)."""
+    """An LLM that decides the answers math-verify cannot (pipeline/answers/judge.py)."""
 
     engine: str
     prompt: str = "prompts/answer_judge.yaml"
@@ -377,9 +387,6 @@ def _check_samples(section: dict, where: str) -> None:
 def _check_eval(raw: dict, schema: dict) -> None:
     """Each eval variant is its scorer's section with the variant's fields over it: the result must
     pass that section's schema, and names must not repeat."""
-    # Imported here: the registry's scorers import this module's config classes.
-    from pipeline.scorers import SCORER_SECTION
-
     ev = raw.get("eval", {})
     names = list(ev.get("scorers", ["critic"]))
     for i, variant in enumerate(ev.get("variants", [])):

@@ -3,8 +3,7 @@ all endpoints asks a cluster for none (the Snakefile's `gpu` resource)."""
 
 from __future__ import annotations
 
-from pipeline.config import Config
-from pipeline.scorers import SCORER_SECTION
+from pipeline.config import SCORER_SECTION, Config
 
 
 def stage_engines(cfg: Config, stage: str) -> list[str]:

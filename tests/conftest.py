@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.config import load
 from pipeline.model_files import EMBEDDED_MODEL, resolve_model
-from tests.vllm_server import vllm_server
+from pipeline.testing.vllm_server import vllm_server
 
 EASY_PROBLEMS = [
     {

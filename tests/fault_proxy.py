@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.vllm_server import free_port
+from pipeline.testing.proxy import read_request, run_until_cancelled, send
+from pipeline.testing.vllm_server import free_port
 
 # Faults a client should get over by retrying, and replies it must record as bad instead.
 TRANSIENT = ("timeout", "429", "500", "drop", "cut", "truncated_json")
@@ -124,38 +125,9 @@ class FaultProxy:
             thread.join(10)
 
 
-async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
-    """One HTTP/1.1 request: method, path, headers (names lower-cased) and body."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    method, path, _ = lines[0].split(" ", 2)
-    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if ": " in line)}
-    return method, path, headers, await reader.readexactly(int(headers.get("content-length", 0)))
-
-
-def run_until_cancelled(loop: asyncio.AbstractEventLoop, main) -> None:
-    """A proxy's thread: serve on `loop` until its tasks are cancelled, then close it."""
-    with contextlib.suppress(asyncio.CancelledError):
-        loop.run_until_complete(main)
-    loop.close()
-
-
 def _rewrite_content(content: bytes, fault: str) -> bytes:
     data = json.loads(content)
     replacement = "The step looks correct to me." if fault == "not_json" else '{"correct": true}'
     for choice in data.get("choices", []):
         choice["message"]["content"] = replacement
     return json.dumps(data).encode()
-
-
-async def send(writer, status: int, body: bytes, extra: dict | None = None, length: int | None = None):
-    """A reply that closes the connection; JSON unless `extra` names a content-type; `length`
-    announces another body length than the one sent (a body cut short)."""
-    extra = extra or {}
-    head = [f"HTTP/1.1 {status} X", "Connection: close"]
-    if not any(k.lower() == "content-type" for k in extra):
-        head.append("Content-Type: application/json")
-    head.append(f"Content-Length: {len(body) if length is None else length}")
-    head += [f"{k}: {v}" for k, v in extra.items()]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    await writer.drain()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--nolock"]
 
 
-def snakemake(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env
-    )
+def snakemake(
+    *args: str, env: dict | None = None, profile: str | None = "profiles/local"
+) -> subprocess.CompletedProcess:
+    """snakemake on the project's Snakefile; `profile=None` leaves the profile to `args`."""
+    cmd = [sys.executable, "-m", "snakemake", *(["--profile", profile] if profile else []), "--nolock", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=env)
 
 
 def write_config(tmp: Path, run: str, problem_rows: list[dict], **sections) -> Path:
@@ -64,3 +68,14 @@ def copy_caches(source: Path, target: Path) -> None:
         dest = target / cache.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(cache, dest)
+
+
+def cached_requests(cache: Path) -> int:
+    """Distinct requests a response cache holds (0 before the job created it)."""
+    if not cache.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{cache}?mode=ro", uri=True)) as db:
+        try:
+            return db.execute("SELECT COUNT(DISTINCT key) FROM completions").fetchone()[0]
+        except sqlite3.OperationalError:  # created a moment ago, its table not yet committed
+            return 0

@@ -11,14 +11,14 @@ import threading
 
 import pytest
 
-from pipeline.answer_judge import AnswerJudge, JudgeItem
-from pipeline.answer_reading import Verdict, read_reference, reference_kind
 from pipeline.answers import AnswerChecker, extract_final_answer, read_references
+from pipeline.answers.judge import AnswerJudge, JudgeItem
+from pipeline.answers.reading import Verdict, read_reference, reference_kind
 from pipeline.config import AnswerJudgeConfig, ConfigError, load
 from pipeline.engines.base import Completion, EngineStats, Request
 from pipeline.scorers.base import StepScore
+from pipeline.search.builder import TreeBuilder, tree_stats
 from pipeline.stages.problems import run_problems
-from pipeline.stages.trees import TreeBuilder, tree_stats
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ from pipeline.answers import AnswerChecker
 from pipeline.config import ConfigError, load
 from pipeline.engines import Completion, Request
 from pipeline.engines.vllm_engine import ChatTokens
+from pipeline.io.tables import THOUGHT_SCHEMA, write_table
 from pipeline.model_files import EMBEDDED_MODEL, resolve_model
 from pipeline.prompts import CriticPrompt, PolicyPrompt, PolishPrompt
 from pipeline.scorers.critic import Critic
+from pipeline.search.builder import TreeBuilder
 from pipeline.stages.polish import run_polish
 from pipeline.stages.problems import run_problems
-from pipeline.stages.trees import TreeBuilder
-from pipeline.tables import THOUGHT_SCHEMA, write_table
 from tests.fake_engine import SharedEngine
 
 # Good rows around each bad one; what they must become (ids and answers as text, answers stripped).

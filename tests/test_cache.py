@@ -9,7 +9,7 @@ from pipeline.config import load
 from pipeline.engines.base import Completion, Request
 from pipeline.engines.cache import CachedEngine, ResponseCache
 from pipeline.scorers.critic import Critic
-from pipeline.stages.trees import TreeBuilder
+from pipeline.search.builder import TreeBuilder
 from tests.fake_engine import FakeEngine
 
 PROBLEMS = [

@@ -15,8 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import EASY_PROBLEMS
-from tests.snakemake_run import ROOT, write_config
-from tests.test_resume import cached_requests
+from tests.snakemake_run import ROOT, cached_requests, write_config
 
 pytestmark = pytest.mark.vllm
 

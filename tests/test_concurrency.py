@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME
 from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, snakemake, write_config
-from tests.vllm_server import SERVED_MODEL_NAME
 
 pytestmark = pytest.mark.snakemake
 

@@ -161,7 +161,7 @@ def test_a_mapped_column_in_no_row_is_a_config_error(tmp_path):
     assert read_solutions(_eval_cfg(tmp_path, rows, fields={"problem": "question"})).solutions
     with pytest.raises(ConfigError, match=r"config field eval\.group_by: column 'level'"):
         read_solutions(_eval_cfg(tmp_path, rows, fields={"problem": "question"}, group_by=["level"]))
-    with pytest.raises(ConfigError, match=r"config field eval\.source: .*no such file"):
+    with pytest.raises(ConfigError, match=r"config field eval\.source .*no such file"):
         read_solutions(load(overrides={"eval": {"source": str(tmp_path / "missing.jsonl")}}).eval)
 
 

@@ -16,10 +16,10 @@ from pipeline.engines import EngineSettings, Request
 from pipeline.engines.openai_engine import OpenAIEngine
 from pipeline.scorers.base import StepToScore
 from pipeline.scorers.critic import Critic
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME
 from tests.conftest import EASY_PROBLEMS
 from tests.fault_proxy import BAD_CRITIC, TRANSIENT, FaultProxy, body_hash, text_of
 from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
-from tests.vllm_server import SERVED_MODEL_NAME
 
 pytestmark = pytest.mark.server
 

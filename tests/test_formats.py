@@ -16,9 +16,9 @@ from pipeline.formats.preference import preference_pairs
 from pipeline.formats.revision import REVISE, revision_rows
 from pipeline.formats.sft import o1_journey_row
 from pipeline.formats.stepwise import stepwise_rows
-from pipeline.hub import LocalRepos, push_to_hub
+from pipeline.io.hub import LocalRepos, push_to_hub
+from pipeline.io.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, write_json, write_table
 from pipeline.stages.export import run_export
-from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, write_json, write_table
 from trees.model import Node, Tree, nodes_to_table
 from trees.values import assign_tree_values
 

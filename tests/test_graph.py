@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from pipeline.tables import NODE_SCHEMA, PROBLEM_SCHEMA, write_table
+from pipeline.io.tables import NODE_SCHEMA, PROBLEM_SCHEMA, write_table
 from trees.graph import shape_stats, to_digraph, tree_shape, write_graphml, write_json
 from trees.model import Node, Tree
 

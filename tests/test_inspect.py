@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.tables import NODE_SCHEMA, THOUGHT_SCHEMA, write_table
+from pipeline.io.tables import NODE_SCHEMA, THOUGHT_SCHEMA, write_table
 from trees.model import Node
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,11 +13,11 @@ import yaml
 from pipeline.answers import AnswerChecker
 from pipeline.config import SCHEMA, ConfigError, load
 from pipeline.engines.base import Completion, EngineStats
+from pipeline.io.tables import POLISHED_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table, write_table
 from pipeline.methods import METHODS, method_module
-from pipeline.stages.export import _stage_stats, training_thoughts
+from pipeline.stages.export import stage_stats, training_thoughts
 from pipeline.stages.polish import run_polish
 from pipeline.stages.thoughts import merge_thoughts, run_method
-from pipeline.tables import POLISHED_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table, write_table
 from tests.conftest import EASY_PROBLEMS
 from tests.fake_engine import SharedEngine
 from tests.snakemake_run import snakemake, write_config
@@ -352,7 +352,7 @@ def test_merge_follows_the_configured_order_and_nests_stats_per_method(tmp_path)
     # Shards' merged stats add up key by key, nested ones too (the export stage's stats.json).
     other = tmp_path / "shard-00001.parquet"
     merge_thoughts(cfg, parts, other)
-    summed = _stage_stats([out, other])
+    summed = stage_stats([out, other])
     assert summed["methods"]["propose-critique"]["engine_tokens"] == 6 and summed["engine_tokens"] == 6
 
 

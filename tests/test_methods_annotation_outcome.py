@@ -17,10 +17,10 @@ from pipeline.config import ConfigError, load
 from pipeline.engines import EnginePool
 from pipeline.engines.base import Completion, EngineStats
 from pipeline.formats.preference import outcome_pairs, preference_pairs
+from pipeline.io.tables import PREFERENCE_SCHEMA, THOUGHT_SCHEMA, write_table
 from pipeline.methods import annotation, method_module, outcome
+from pipeline.polish.rounds import attempt_seed
 from pipeline.stages.export import format_tables
-from pipeline.stages.polish import attempt_seed
-from pipeline.tables import PREFERENCE_SCHEMA, THOUGHT_SCHEMA, write_table
 from tests.fake_engine import SharedEngine
 from trees.model import Node, Tree
 
@@ -235,7 +235,7 @@ def test_an_annotation_source_or_column_that_is_not_there_stops_with_the_field(
 ):
     engine = ScriptedEngine(lambda request, i: FULL)
     missing = load(overrides={"annotation": {"source": str(tmp_path / "nope.jsonl")}})
-    with pytest.raises(ConfigError, match=r"^config field annotation.source: .*no such file"):
+    with pytest.raises(ConfigError, match=r"^config field annotation.source .*no such file"):
         run_method(annotation, missing, [ADD], engine, checker, tmp_path, monkeypatch)
     source = write_jsonl(tmp_path / "notes.jsonl", [{"id": "add-2-3", "notes": NOTES}])
     renamed = load(overrides={"annotation": {"source": source}})

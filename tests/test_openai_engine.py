@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.engines.base import EngineSettings, Request, schema_string
 from pipeline.engines.openai_engine import OpenAIEngine
-from tests.vllm_server import SERVED_MODEL_NAME, free_port
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME, free_port
 
 VERDICT_SCHEMA = {
     "type": "object",

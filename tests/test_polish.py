@@ -13,11 +13,12 @@ import pytest
 
 from pipeline.config import ConfigError, load
 from pipeline.engines.base import Completion, EngineSettings, EngineStats
-from pipeline.polish_budget import TokenCounter, token_budget
-from pipeline.polish_feedback import RetryPrompt
-from pipeline.polish_guard import GuardResult
-from pipeline.stages.polish import attempt_seed, run_polish
-from pipeline.tables import THOUGHT_SCHEMA, write_table
+from pipeline.io.tables import THOUGHT_SCHEMA, write_table
+from pipeline.polish.budget import TokenCounter, token_budget
+from pipeline.polish.feedback import RetryPrompt
+from pipeline.polish.guard import GuardResult
+from pipeline.polish.rounds import attempt_seed
+from pipeline.stages.polish import run_polish
 from tests.fake_engine import SharedEngine
 
 PROMPT = "prompts/polish.yaml"

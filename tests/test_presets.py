@@ -14,9 +14,7 @@ import pytest
 import yaml
 
 from pipeline.config import deep_merge, load
-from tests.snakemake_run import ROOT
-from tests.snakemake_run import snakemake as run_locally  # profiles/local, --nolock
-from tests.test_slurm_profile import snakemake
+from tests.snakemake_run import ROOT, snakemake
 
 pytestmark = pytest.mark.snakemake
 
@@ -107,7 +105,7 @@ def test_the_preset_reads_its_dataset_and_plans_its_slurm_jobs(path, tmp_path):
     raw = local_copy(preset(path), tmp_path)
     config = tmp_path / path.name
     config.write_text(yaml.safe_dump(raw))
-    local = snakemake("--profile", "profiles/local", "--configfile", str(config), "--until", "problems")
+    local = snakemake("--configfile", str(config), "--until", "problems")
     assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
 
     run = tmp_path / "outputs" / path.stem
@@ -119,7 +117,7 @@ def test_the_preset_reads_its_dataset_and_plans_its_slurm_jobs(path, tmp_path):
         field = raw["problems"]["fields"]["answer"]
         assert [json.loads(r["meta"])[field] for r in rows] == [h[field] for h in HUB_ROWS[source]]
 
-    proc = snakemake("--profile", "profiles/slurm", "--configfile", str(config), "--dry-run")
+    proc = snakemake("--configfile", str(config), "--dry-run", profile="profiles/slurm")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     jobs = dict(re.findall(r"^rule (\w+):.*?resources: ([^\n]*)", out, flags=re.M | re.S))
@@ -142,7 +140,7 @@ def test_the_laptop_preset_runs_end_to_end_against_a_local_server(server_url, tm
     )
     config = tmp_path / "laptop.yaml"
     config.write_text(yaml.safe_dump(raw))
-    proc = run_locally("--configfile", str(config))
+    proc = snakemake("--configfile", str(config))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stats = json.loads((tmp_path / "outputs" / "laptop" / "stats.json").read_text())
     assert stats["trees_built"] == 2 and stats["nodes_generated"] > 2

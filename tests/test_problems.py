@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import PROJECT_ROOT, load
+from pipeline.io.tables import REJECT_SCHEMA
 from pipeline.stages.problems import run_problems
-from pipeline.tables import REJECT_SCHEMA
 
 SAMPLE = PROJECT_ROOT / "pipeline" / "data" / "sample_problems.jsonl"
 SAMPLE_IDS = [json.loads(line)["id"] for line in SAMPLE.read_text().splitlines()]

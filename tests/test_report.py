@@ -6,103 +6,31 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict
 
 import pytest
 
 from pipeline.report import compare_runs, run_report
 from pipeline.report.html import safe_name, script_json
 from pipeline.report.keywords import keyword_counts, profile, word_count
-from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PREFERENCE_SCHEMA, PROBLEM_SCHEMA, write_table
-from trees.model import Node
-
-EVIL = "Is <script>alert(1)</script> bigger than </script><!-- & 2?"
-EVIL_ID = 'evil/../"id" <b>'
-
-
-def _nodes(pid: str, problem: str) -> list[Node]:
-    return [
-        Node(pid, 0, -1, 0, problem),
-        Node(pid, 1, 0, 1, "Try 1 + 1 = 3 </script><script>alert(2)</script>", verdict="incorrect",
-             score=0.1, rationale="1 + 1 is 2, not 3 <img src=x onerror=alert(3)>", scorer="judge",
-             kept=False, prune_reason="judged incorrect"),
-        Node(pid, 2, 0, 1, "1 + 1 = 2", verdict="correct", score=0.9, rationale="right step", scorer="judge"),
-        Node(pid, 3, 2, 2, "So \\boxed{2}", is_terminal=True, answer="2", answer_correct=True,
-             verdict="correct", score=1.0, rationale="final answer matches"),
-        Node(pid, 4, 2, 2, "So \\boxed{5}", is_terminal=True, answer="5", answer_correct=False,
-             verdict="incorrect", score=0.0, rationale="wrong final"),
-    ]  # fmt: skip
-
-
-def _thought(pid: str, problem: str, kind: str, visits: list[int], text: str) -> dict:
-    return {
-        "problem_id": pid,
-        "thought_id": f"{pid}/{kind}-0",
-        "kind": kind,
-        "problem": problem,
-        "reference": "2",
-        "text": text,
-        "steps": ["1 + 1 = 2", "So \\boxed{2}"],
-        "visits": visits,
-        "shortcut": [0, 2, 3],
-        "n_steps": 2,
-        "n_backtracks": 1 if kind == "journey" else 0,
-        "answer": "2",
-        "seed": 0,
-        "raw_text": text,
-        "polished_text": "Polished </script><script>alert(4)</script>" if kind == "journey" else "",
-        "polish_status": "fallback" if kind == "journey" else "passthrough",
-        "polish_failed": ["answer: <missing>"] if kind == "journey" else [],
-        "polish_tokens": 10,
-        "polish_model": "m",
-    }
-
-
-# A stats.json from before the yield report, tree values and node counts.
-OLD_STATS = {"run": "tiny", "wall_s": {"trees": 1.5}, "tokens": {"policy": 7}}
-
-
-def _write_run(
-    run,
-    problems: list[tuple[str, str]],
-    journeys: set[str] | None = None,
-    shards: int = 2,
-    *,
-    reference: str = "2",
-    nodes=_nodes,
-    stats: dict = OLD_STATS,
-):
-    """problems: (problem_id, text); journeys: ids that get a journey (default: all)."""
-    journeys = {pid for pid, _ in problems} if journeys is None else journeys
-    for s in range(shards):
-        part = problems[s::shards]
-        rows = [
-            {"problem_id": p, "problem": t, "answer": reference, "source": "t", "meta": "{}"} for p, t in part
-        ]
-        write_table(rows, PROBLEM_SCHEMA, run / "problems" / f"shard-{s:05d}.parquet")
-        nodes_rows = [asdict(n) for p, t in part for n in nodes(p, t)]
-        write_table(nodes_rows, NODE_SCHEMA, run / "trees" / f"shard-{s:05d}.parquet")
-        thoughts = [
-            _thought(p, t, kind, visits, text)
-            for p, t in part
-            if p in journeys
-            for kind, visits, text in [
-                (
-                    "journey",
-                    [0, 1, 0, 2, 3],
-                    "Try 3. Wait, that is wrong. Let me go back. Therefore \\boxed{2}.",
-                ),
-                ("shortcut", [0, 2, 3], "1 + 1 = 2. So \\boxed{2}."),
-            ]
-        ]
-        write_table(thoughts, POLISHED_SCHEMA, run / "polished" / f"shard-{s:05d}.parquet")
-    (run / "stats.json").write_text(json.dumps(stats))
+from tests.report_runs import (
+    EVIL,
+    EVIL_ID,
+    EVIL_REFERENCE,
+    NEW_STATS,
+    PC_TEXT_1,
+    PC_TEXT_2,
+    STATS_A,
+    STATS_B,
+    write_judged_run,
+    write_methods_run,
+    write_run,
+)
 
 
 @pytest.fixture
 def site(tmp_path):
     run = tmp_path / "run"
-    _write_run(
+    write_run(
         run,
         [(EVIL_ID, EVIL), ("plain", "What is 1 + 1?"), ("nojourney", "What is 1 + 1?")],
         {EVIL_ID, "plain"},
@@ -198,7 +126,7 @@ def test_keyword_profile_counts():
 def test_index_of_2000_problems_is_quick_and_small(tmp_path):
     n = 2000
     problems = [(f"p{i:05d}", f"Problem {i}: what is {i} + {i}? " + "pad " * 50) for i in range(n)]
-    _write_run(tmp_path / "run", problems, shards=4)
+    write_run(tmp_path / "run", problems, shards=4)
     start = time.perf_counter()
     stats = run_report(tmp_path / "run", tmp_path / "report")
     elapsed = time.perf_counter() - start
@@ -220,63 +148,9 @@ def test_problem_page_shows_what_the_polish_changed(site):
     assert "&lt;script&gt;alert(4)&lt;/script&gt;</ins>" in text and "<script>alert(4)" not in text
 
 
-# A run as stats.json describes it since the yield report: policy.max_depth 2, a critic that calls
-# steps correct whose answers are wrong, a leaf cut at max depth and one that gave no answer.
-EVIL_REFERENCE = "\\frac{1}{2} </script><b>ref</b>"
-
-
-def _judged_nodes(pid: str, problem: str) -> list[Node]:
-    judged = {"verdict": "correct", "scorer": "critic", "score": 0.9}
-    return [
-        Node(pid, 0, -1, 0, problem, tree_value=0.25, reaches_correct=True),
-        Node(pid, 1, 0, 1, "Halve it.", tree_value=0.5, reaches_correct=True, **judged),
-        Node(pid, 2, 1, 2, "So \\boxed{<b>7</b>}", is_terminal=True, answer="<b>7</b>", answer_correct=False,
-             answer_checker="math-verify", tree_value=0.0, reaches_correct=False, **judged),
-        Node(pid, 3, 1, 2, "So \\boxed{1/2}", is_terminal=True, answer="1/2", answer_correct=True,
-             answer_checker="math-verify", tree_value=1.0, reaches_correct=True, **judged),
-        Node(pid, 4, 0, 1, "Hmm, consider", verdict="unknown", tree_value=0.0, reaches_correct=False),
-        Node(pid, 5, 4, 2, "and then we", is_terminal=True, verdict="incorrect", scorer="critic",
-             tree_value=0.0, reaches_correct=False, tokens=50),
-        Node(pid, 6, 0, 1, "I am done.", is_terminal=True, verdict="incorrect", scorer="critic",
-             tree_value=0.0, reaches_correct=False, kept=False, prune_reason="judged incorrect"),
-    ]  # fmt: skip
-
-
-NEW_STATS = {
-    "run": "judged",
-    "nodes_generated": 6,
-    "nodes_kept": 5,
-    "nodes_pruned": 1,
-    "wall_s": {"problems": 0.213, "trees": 141.378, "thoughts": 0.6, "polish": 146.05, "export": 0.2},
-    "tokens": {"policy": 40},
-    "yield_report": {
-        "problems": 16,
-        "problems_with_journey": 3,
-        "share": 0.19,
-        "low": True,
-        "message": "3 of 16 problems gave a journey (19%).",
-        "causes": [
-            {"cause": "leaves cut at max depth without a final answer", "count": 226, "of": 298,
-             "unit": "terminal nodes", "setting": "policy.max_depth", "advice": "raise policy.max_depth (now 4)"},
-            {"cause": "trees killed by pruning at depth 1", "count": 5, "of": 16, "unit": "trees",
-             "setting": "pruning.keep", "advice": "raise pruning.keep <or> policy.width"},
-        ],
-    },
-    "tree_value_agreement": {"steps": 40, "agree": 30, "disagree": 10, "share_disagree": 0.25,
-                             "scorer_correct_tree_dead": 8, "scorer_incorrect_tree_alive": 2},
-    "stages": {"polish": {"passed_by_attempt": {"2": 3, "1": 5, "10": 1}}},
-}  # fmt: skip
-
-
-def _write_judged_run(run):
-    _write_run(run, [("half", "What is half of 1?")], set(), 1, reference=EVIL_REFERENCE,
-               nodes=_judged_nodes, stats=NEW_STATS)  # fmt: skip
-    (run / "config.yaml").write_text("run: judged\npolicy:\n  max_depth: 2\n  max_step_tokens: 50\n")
-
-
 @pytest.fixture
 def judged(tmp_path):
-    _write_judged_run(tmp_path / "run")
+    write_judged_run(tmp_path / "run")
     run_report(tmp_path / "run", tmp_path / "report")
     index = (tmp_path / "report" / "index.html").read_text()
     return index, (tmp_path / "report" / "problems" / safe_name("half")).read_text()
@@ -381,7 +255,7 @@ def test_old_stats_json_shows_no_yield_box(site):
 
 
 def test_without_config_yaml_the_deepest_level_is_taken_as_max_depth(tmp_path):
-    _write_judged_run(tmp_path / "run")
+    write_judged_run(tmp_path / "run")
     (tmp_path / "run" / "config.yaml").unlink()
     run_report(tmp_path / "run", tmp_path / "report")
     page = (tmp_path / "report" / "problems" / safe_name("half")).read_text()
@@ -389,82 +263,10 @@ def test_without_config_yaml_the_deepest_level_is_taken_as_max_depth(tmp_path):
     assert _marks(page, 6)["check"] == "no final answer"
 
 
-# Two runs with several methods. Run A: trees for p1-p3; the tree walk gives journeys for p1 and p2;
-# propose-critique verifies p1 and p2 and fails p3 (its thought holds a script); outcome samples two
-# solutions for p1 (one verifies) and two for p2 (none does). Run B: the same for p2, p4 and p3 (so
-# its propose-critique fails p3 too), other stats.json figures, twice the engine tokens.
-def _method_row(pid: str, method: str, kind: str, text: str, correct: bool, **extra) -> dict:
-    n = extra.pop("n", 0)
-    row = {
-        "problem_id": pid, "thought_id": f"{pid}/{method}/{kind}-{n}", "kind": kind,
-        "problem": f"What is {pid}?", "reference": "2", "text": text, "steps": ["s"], "visits": [],
-        "shortcut": [], "n_steps": 1, "n_backtracks": 0, "answer": "2" if correct else "3", "seed": 0,
-        "method": method, "n_reflections": 0, "correct": correct, "engine_tokens": 0,
-        "raw_text": text, "polished_text": "", "polish_status": "passthrough", "polish_failed": [],
-    }  # fmt: skip
-    return {**row, **extra}
-
-
-PC_TEXT_1 = "wait " * 3 + "x " * 7  # 10 words, 3 "wait"
-PC_TEXT_2 = "therefore " + "y " * 9  # 10 words, 1 "therefore"
-PC_EVIL = "Step one. <script>alert(9)</script> Wait, I give up."
-
-
-def _methods_rows(pids: list[str], scale: int = 1) -> list[dict]:
-    tree = [
-        _method_row(pid, "tree", "journey", "Try 3. Wait, go back. Therefore \\boxed{2}.", True,
-                    visits=[0, 1, 0, 2, 3], shortcut=[0, 2, 3], n_backtracks=1, n_reflections=1,
-                    polished_text="Polished walk", polish_status=status)
-        for pid, status in zip(pids[:2], ["polished", "fallback"])
-    ]  # fmt: skip
-    pc = [
-        _method_row(pids[0], "propose-critique", "journey", PC_TEXT_1, True, n_steps=3, n_backtracks=2,
-                    n_reflections=3, engine_tokens=100 * scale, polish_status="polished",
-                    polished_text="Polished " + PC_TEXT_1),
-        _method_row(pids[1], "propose-critique", "journey", PC_TEXT_2, True, n_steps=5, n_backtracks=1,
-                    n_reflections=2, engine_tokens=200 * scale, polish_status="polished",
-                    polished_text=PC_TEXT_2),
-        _method_row(pids[2], "propose-critique", "journey", PC_EVIL, False, n_steps=2,
-                    engine_tokens=330 * scale),
-    ]  # fmt: skip
-    outcome = [
-        _method_row(pid, "outcome", "solution", f"Solution {i}: \\boxed{{{2 if ok else 3}}}", ok, n=i,
-                    engine_tokens=10)
-        for pid, oks in [(pids[0], [True, False]), (pids[1], [False, False])]
-        for i, ok in enumerate(oks)
-    ]  # fmt: skip
-    return tree + pc + outcome
-
-
-def _write_methods_run(run, pids: list[str], stats: dict, scale: int = 1) -> None:
-    problems = [{"problem_id": p, "problem": f"What is {p}?", "answer": "2", "source": "t", "meta": "{}"}
-                for p in pids]  # fmt: skip
-    write_table(problems, PROBLEM_SCHEMA, run / "problems" / "shard-00000.parquet")
-    nodes = [asdict(n) for p in pids for n in _nodes(p, f"What is {p}?")]
-    write_table(nodes, NODE_SCHEMA, run / "trees" / "shard-00000.parquet")
-    write_table(_methods_rows(pids, scale), POLISHED_SCHEMA, run / "polished" / "shard-00000.parquet")
-    pairs = [{"problem_id": pids[0], "source": s} for s in ("tree", "tree", "outcome")]
-    write_table(pairs, PREFERENCE_SCHEMA, run / "sft" / "preference.parquet")
-    (run / "stats.json").write_text(json.dumps(stats))
-
-
-STATS_A = {
-    "run": "alpha", "problems_valid": 3, "problems_with_journey": 2, "nodes_generated": 12,
-    "nodes_kept": 9, "nodes_pruned": 3,
-    "correct_leaves": 3, "journeys": 2, "journeys_with_backtrack": 2,
-    "backtracks_per_journey": {"mean": 1.0}, "tokens": {"policy": 500, "scorer": 100},
-    "polish_guard_pass_rate": 0.5, "wall_s": {"trees": 10.0, "polish": 5.0},
-}  # fmt: skip
-STATS_B = {
-    **STATS_A, "run": "beta", "nodes_generated": 20, "tokens": {"policy": 800, "scorer": 100},
-    "polish_guard_pass_rate": 0.75, "wall_s": {"trees": 12.5, "polish": 5.0},
-}  # fmt: skip
-
-
 @pytest.fixture
 def two_runs(tmp_path):
-    _write_methods_run(tmp_path / "a", ["p1", "p2", "p3"], STATS_A)
-    _write_methods_run(tmp_path / "b", ["p2", "p4", "p3"], STATS_B, scale=2)
+    write_methods_run(tmp_path / "a", ["p1", "p2", "p3"], STATS_A)
+    write_methods_run(tmp_path / "b", ["p2", "p4", "p3"], STATS_B, scale=2)
     return tmp_path / "a", tmp_path / "b"
 
 
@@ -574,7 +376,7 @@ def test_compare_with_a_missing_run_or_file_is_one_line_error(two_runs, tmp_path
 def test_a_run_from_before_the_methods_reads_as_the_tree_walk(tmp_path):
     import pyarrow.parquet as pq
 
-    _write_run(tmp_path / "run", [("plain", "What is 1 + 1?")], shards=1)
+    write_run(tmp_path / "run", [("plain", "What is 1 + 1?")], shards=1)
     shard = tmp_path / "run" / "polished" / "shard-00000.parquet"
     old = pq.read_table(shard).drop_columns(["method", "n_reflections", "correct", "engine_tokens"])
     pq.write_table(old, shard)

@@ -9,14 +9,14 @@ import shutil
 import pytest
 
 from pipeline.report import compare_runs, run_report
-from tests.test_report import (
+from tests.report_runs import (
     EVIL,
     EVIL_ID,
     STATS_A,
     STATS_B,
-    _write_judged_run,
-    _write_methods_run,
-    _write_run,
+    write_judged_run,
+    write_methods_run,
+    write_run,
 )
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
-    _write_run(tmp / "run", [(EVIL_ID, EVIL), ("plain", "What is 1 + 1?")])
+    write_run(tmp / "run", [(EVIL_ID, EVIL), ("plain", "What is 1 + 1?")])
     run_report(tmp / "run", tmp / "report")
     return tmp / "report"
 
@@ -46,7 +46,7 @@ def site(tmp_path_factory):
 @pytest.fixture(scope="module")
 def judged_site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("judged")
-    _write_judged_run(tmp / "run")
+    write_judged_run(tmp / "run")
     run_report(tmp / "run", tmp / "report")
     return tmp / "report"
 
@@ -54,8 +54,8 @@ def judged_site(tmp_path_factory):
 @pytest.fixture(scope="module")
 def compare_site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
-    _write_methods_run(tmp / "a", ["p1", "p2", "p3"], STATS_A)
-    _write_methods_run(tmp / "b", ["p2", "p4", "p3"], STATS_B, scale=2)
+    write_methods_run(tmp / "a", ["p1", "p2", "p3"], STATS_A)
+    write_methods_run(tmp / "b", ["p2", "p4", "p3"], STATS_B, scale=2)
     compare_runs(tmp / "a", tmp / "b", tmp / "compare")
     return tmp / "compare"
 
@@ -106,7 +106,7 @@ def test_clicking_a_node_shows_its_rationale(site, browser, tmp_path):
 
 def test_the_walk_highlighted_on_the_tree_is_the_journeys(site, browser):
     browser.get(problem_page(site, "plain").as_uri())
-    visits = [0, 1, 0, 2, 3]  # the journey written by _write_run
+    visits = [0, 1, 0, 2, 3]  # the journey written by write_run
     expected = {n: ",".join(str(i) for i, v in enumerate(visits) if v == n) for n in set(visits)}
     walked = {
         int(e.get_attribute("data-node-id")): e.get_attribute("data-walk")

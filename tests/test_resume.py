@@ -8,7 +8,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -18,10 +17,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.tables import PROBLEM_SCHEMA, write_table
+from pipeline.io.tables import PROBLEM_SCHEMA, write_table
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME
 from tests.conftest import EASY_PROBLEMS
-from tests.snakemake_run import ROOT, SNAKEMAKE, copy_caches, snakemake, snapshot, write_config
-from tests.vllm_server import SERVED_MODEL_NAME
+from tests.snakemake_run import (
+    ROOT,
+    SNAKEMAKE,
+    cached_requests,
+    copy_caches,
+    snakemake,
+    snapshot,
+    write_config,
+)
 
 pytestmark = pytest.mark.snakemake
 
@@ -158,16 +165,6 @@ def test_a_temporary_file_left_by_a_killed_write_is_cleared_by_the_next_write(tm
     (tmp_path / ".shard-00001.parquet.999999.tmp").write_bytes(b"another shard's, left alone")
     write_table(EASY_PROBLEMS[:1], PROBLEM_SCHEMA, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".shard-00001.parquet.999999.tmp", target.name]
-
-
-def cached_requests(cache: Path) -> int:
-    if not cache.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(f"file:{cache}?mode=ro", uri=True)) as db:
-        try:
-            return db.execute("SELECT COUNT(DISTINCT key) FROM completions").fetchone()[0]
-        except sqlite3.OperationalError:  # created a moment ago, its table not yet committed
-            return 0
 
 
 def test_kill_9_while_the_engine_is_being_paid_loses_no_answered_call(server_url, tmp_path):

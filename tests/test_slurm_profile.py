@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.snakemake_run import snakemake as run_snakemake
+
 pytestmark = pytest.mark.snakemake
 
 ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock"]
 
 
-def snakemake(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def snakemake(*args: str):
+    return run_snakemake(*args, profile=None)
 
 
 def test_lint_is_clean():

@@ -9,7 +9,7 @@ import pytest
 from pipeline.answers import AnswerChecker
 from pipeline.config import load
 from pipeline.scorers.critic import Critic
-from pipeline.stages.trees import TreeBuilder
+from pipeline.search.builder import TreeBuilder
 from tests.fake_engine import FakeEngine
 
 PROBLEMS = [

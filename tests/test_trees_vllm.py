@@ -11,7 +11,7 @@ from pipeline.config import load
 from pipeline.engines import EnginePool
 from pipeline.scorers import make_scorer
 from pipeline.scorers.critic import Critic
-from pipeline.stages.trees import TreeBuilder, tree_stats
+from pipeline.search.builder import TreeBuilder, tree_stats
 from tests.conftest import EASY_PROBLEMS
 from trees.model import Tree
 

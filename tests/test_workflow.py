@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
+from pipeline.io.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME
 from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
-from tests.vllm_server import SERVED_MODEL_NAME
 
 pytestmark = [pytest.mark.snakemake, pytest.mark.vllm]
 

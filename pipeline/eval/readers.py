@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import ConfigError, EvalConfig
-from pipeline.stages import problems as problem_files
+from pipeline.io.records import Reject, check_utf8, load_records, reject_row
 
 LAYOUT_FIELDS: dict[str, dict[str, str | None]] = {
     "processbench": {
@@ -57,14 +57,6 @@ class Solution:
     def first_error(self) -> int:
         """Index of the first step labelled wrong, -1 when none is."""
         return next((i for i, ok in enumerate(self.labels) if ok is False), -1)
-
-
-class Reject(Exception):
-    """Why a row is not a solution; `field` is the column (dotted path) at fault."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(reason)
-        self.field = field
 
 
 @dataclass
@@ -261,10 +253,9 @@ def read_solutions(ec: EvalConfig) -> Loaded:
     """Every row of the source as a Solution or a reject; raises ConfigError naming the eval field
     when the source cannot be read or a mapped column is in no row."""
     try:
-        columns, rows = problem_files._load(ec)
+        columns, rows = load_records(ec.source, ec.subset, ec.split, where="eval.source")
     except (OSError, ValueError) as exc:
-        message = str(exc).removeprefix("problems.source ")
-        raise ConfigError(f"config field eval.source: {message}") from None
+        raise ConfigError(f"config field {exc}") from None
     fm = field_map(ec)
     if columns:
         _check_columns(ec, fm, columns)
@@ -278,7 +269,7 @@ def read_solutions(ec: EvalConfig) -> Loaded:
         try:
             loaded.solutions.append(_solution(row, fm, layout, ec.group_by, seen))
         except Reject as rej:
-            loaded.rejects.append(_reject_row(row.index, row.record, rej))
+            loaded.rejects.append(reject_row(row, rej))
     return loaded
 
 
@@ -311,11 +302,7 @@ def _solution(row, fm: dict, layout, group_by: list[str], seen: dict[str, int]) 
     record = row.record
     if not isinstance(record, dict):
         raise Reject("row", f"expected an object, got {type(record).__name__}")
-    for column, value in record.items():
-        try:
-            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
-        except UnicodeEncodeError:
-            raise Reject(str(column), "not valid UTF-8") from None
+    check_utf8(record)
     problem, steps, labels = layout(record, fm)
     solution_id = _solution_id(record, fm, problem, steps)
     first = seen.setdefault(solution_id, row.index)
@@ -340,13 +327,3 @@ def _solution_id(record: dict, fm: dict, problem: str, steps: list[str]) -> str:
 
 def _group_value(value: Any) -> str:
     return "(none)" if value is None or value == "" else str(value)
-
-
-def _reject_row(index: int, record: Any, rej: Reject) -> dict:
-    raw = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False, default=str)
-    return {
-        "row": index,
-        "field": rej.field,
-        "reason": str(rej),
-        "raw": problem_files._SURROGATE.sub("\ufffd", raw)[: problem_files.RAW_CHARS],
-    }

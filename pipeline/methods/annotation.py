@@ -19,10 +19,10 @@ from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
 from pipeline.engines import Completion, EnginePool
 from pipeline.methods.annotation_notes import Notes, match_notes, read_notes
-from pipeline.polish_feedback import quote_steps
-from pipeline.polish_guard import GuardResult, missing_steps, out_of_order
+from pipeline.polish.feedback import quote_steps
+from pipeline.polish.guard import GuardResult, missing_steps, out_of_order
+from pipeline.polish.rounds import Journey, Rounds, attempt_stats
 from pipeline.prompts import fill, load_yaml
-from pipeline.stages.polish import Journey, Rounds, attempt_stats
 
 log = logging.getLogger(__name__)
 REJECTS_LISTED = 20  # bad annotation rows listed in the stats (all are counted)

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipeline.config import AnnotationConfig, ConfigError
-from pipeline.polish_guard import _normalize
-from pipeline.stages import problems as problem_files
+from pipeline.io.records import Reject, load_records, reject_row, text_field
+from pipeline.polish.guard import normalize
 
 LABELS = ("attempt", "reflection", "association", "correction", "fact", "answer")
 KEPT = ("attempt", "correction")  # the entries the expansion must keep, in order (the guard's steps)
@@ -93,10 +93,9 @@ def read_notes(ac: AnnotationConfig) -> Loaded:
             "config field annotation.fields: map id or problem (or both) to match rows to problems"
         )
     try:
-        columns, rows = problem_files._load(ac)
+        columns, rows = load_records(ac.source, ac.subset, ac.split, where="annotation.source")
     except (OSError, ValueError) as exc:
-        message = str(exc).removeprefix("problems.source ")
-        raise ConfigError(f"config field annotation.source: {message}") from None
+        raise ConfigError(f"config field {exc}") from None
     if columns:
         _check_columns(ac, columns)
     loaded = Loaded()
@@ -104,8 +103,8 @@ def read_notes(ac: AnnotationConfig) -> Loaded:
         loaded.rows_read += 1
         try:
             loaded.notes.append(_notes(row, ac))
-        except problem_files._Reject as rej:
-            reject = problem_files._reject_row(row, rej)
+        except Reject as rej:
+            reject = reject_row(row, rej)
             loaded.rejects.append({**reject, "raw": reject["raw"][:200]})
     return loaded
 
@@ -132,24 +131,22 @@ def _notes(row, ac: AnnotationConfig) -> Notes:
         raise row.error
     record, fm = row.record, ac.fields
     if not isinstance(record, dict):
-        raise problem_files._Reject(
-            "row", "not an object", f"expected an object, got {type(record).__name__}"
-        )
+        raise Reject("row", "not an object", f"expected an object, got {type(record).__name__}")
     problem_id = _optional(record, fm.id, "id", numbers_ok=True)
     problem = _optional(record, fm.problem, "problem", numbers_ok=False)
     value = record.get(fm.annotation)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):  # one entry per list item
         value = "\n".join(value)
-    text = problem_files._text(value, "annotation", numbers_ok=False)
+    text = text_field(value, "annotation", numbers_ok=False)
     try:
         entries = parse_entries(text)
     except ValueError as exc:
-        rej = problem_files._Reject("annotation", "unreadable", str(exc))
+        rej = Reject("annotation", "unreadable", str(exc))
         rej.problem_id = problem_id
         raise rej from None
     if problem_id is None and problem is None:
         where = "id" if fm.id else "problem"
-        raise problem_files._Reject(where, "empty or missing", "empty or missing: the row matches no problem")
+        raise Reject(where, "empty or missing", "empty or missing: the row matches no problem")
     return Notes(row.index, problem_id, problem, entries)
 
 
@@ -157,7 +154,7 @@ def _optional(record: dict, column: str | None, role: str, numbers_ok: bool) -> 
     """A matching key: absent or empty is fine (the other key may match), the wrong type is not."""
     if column is None or record.get(column) in (None, ""):
         return None
-    return problem_files._text(record[column], role, numbers_ok)
+    return text_field(record[column], role, numbers_ok)
 
 
 def match_notes(problems: Iterable[dict], notes: list[Notes]) -> dict[str, list[Notes]]:
@@ -169,12 +166,12 @@ def match_notes(problems: Iterable[dict], notes: list[Notes]) -> dict[str, list[
     """
     problems = list(problems)
     by_id = {p["problem_id"]: p["problem_id"] for p in problems}
-    by_text = {_normalize(p["problem"]): p["problem_id"] for p in problems}
+    by_text = {normalize(p["problem"]): p["problem_id"] for p in problems}
     matched: dict[str, list[Notes]] = {}
     for n in notes:
         pid = by_id.get(n.problem_id) if n.problem_id is not None else None
         if pid is None and n.problem is not None:
-            pid = by_text.get(_normalize(n.problem))
+            pid = by_text.get(normalize(n.problem))
         if pid is not None:
             matched.setdefault(pid, []).append(n)
     return matched

@@ -20,11 +20,11 @@ from pipeline.answers import AnswerChecker, extract_boxed, verifies
 from pipeline.config import Config
 from pipeline.engines import Completion, Engine, EnginePool, Request
 from pipeline.engines.base import generate_async
+from pipeline.engines.seeds import request_seed
 from pipeline.methods.transcript import (
     REFLECTION,
     StepSampling,
     Transcript,
-    method_seed,
     method_stats,
     policy_step,
     run_transcripts,
@@ -117,7 +117,7 @@ class Debate:
             [{"role": "system", "content": j["system"]}, {"role": "user", "content": user}],
             max_tokens=self.d.critic_max_tokens,
             temperature=self.d.critic_temperature,
-            seed=method_seed(self.cfg.seed, METHOD, t.problem_id, round_, "critic"),
+            seed=request_seed(self.cfg.seed, METHOD, t.problem_id, round_, "critic"),
             json_schema=self.schema,
         )
 

@@ -12,8 +12,8 @@ import time
 from pipeline.answers import AnswerChecker, extract_final_answer
 from pipeline.config import Config
 from pipeline.engines import EnginePool, Request
+from pipeline.polish.rounds import attempt_seed
 from pipeline.prompts import PolicyPrompt
-from pipeline.stages.polish import attempt_seed
 
 
 def _request(cfg: Config, problem: dict) -> Request:

@@ -26,13 +26,13 @@ from pipeline.answers import AnswerChecker, verifies
 from pipeline.config import Config
 from pipeline.engines import Completion, Engine, EnginePool, Request
 from pipeline.engines.base import generate_async
+from pipeline.engines.seeds import request_seed
 from pipeline.methods.transcript import (
     REFLECTION,
     STEP,
     StepSampling,
     Transcript,
     last_answer,
-    method_seed,
     method_stats,
     policy_step,
     run_transcripts,
@@ -175,7 +175,7 @@ class ProposeCritique:
             [{"role": "system", "content": a["system"]}, {"role": "user", "content": user}],
             max_tokens=self.pc.action_max_tokens,
             temperature=self.pc.action_temperature,
-            seed=method_seed(self.cfg.seed, METHOD, t.problem_id, round_, "action"),
+            seed=request_seed(self.cfg.seed, METHOD, t.problem_id, round_, "action"),
             json_schema=self.schema,
         )
 

@@ -9,7 +9,6 @@ the long thought shows the wrong turn, the reflection and the return, like the t
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,17 +17,11 @@ from dataclasses import dataclass, field
 from pipeline.answers import extract_boxed
 from pipeline.engines import Engine, Request
 from pipeline.engines.base import generate_async
+from pipeline.engines.seeds import request_seed
 from pipeline.progress import Progress
 from pipeline.prompts import PolicyPrompt
 
 STEP, REFLECTION = "step", "reflection"
-
-
-def method_seed(seed: int, method: str, problem_id: str, round_: int, role: str) -> int:
-    """A sampling seed per problem, round (the problem's own step number) and role, independent of
-    which other problems run alongside."""
-    digest = hashlib.sha256(f"{seed}:{method}:{problem_id}:{round_}:{role}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 @dataclass
@@ -143,7 +136,7 @@ async def policy_step(
     opener, t.opener = t.opener, ""
     round_ = t.policy_calls + 1
     request = step_request(
-        t, prompt, sampling, method_seed(seed, method, t.problem_id, round_, "policy"), opener
+        t, prompt, sampling, request_seed(seed, method, t.problem_id, round_, "policy"), opener
     )
     ((comp, *_),) = await generate_async(engine, [request])
     counts["policy_calls"] += 1

@@ -11,14 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from pipeline.report.diagnostics import diagnostics_html, yield_section
-from pipeline.report.html import safe_name
-from pipeline.report.index_page import index_page, index_row
-from pipeline.report.marks import Limits
-from pipeline.report.methods import method_figures, methods_html
-from pipeline.report.summary import generated_nodes, leaf_outcomes, summarize, summary_html
-from pipeline.report.tree_page import problem_page
-from pipeline.tables import (
+from pipeline.io.tables import (
     NODE_SCHEMA,
     POLISHED_SCHEMA,
     PROBLEM_SCHEMA,
@@ -26,6 +19,13 @@ from pipeline.tables import (
     read_table,
     write_text,
 )
+from pipeline.report.diagnostics import diagnostics_html, yield_section
+from pipeline.report.html import safe_name
+from pipeline.report.index_page import index_page, index_row
+from pipeline.report.marks import Limits
+from pipeline.report.methods import method_figures, methods_html
+from pipeline.report.summary import generated_nodes, leaf_outcomes, summarize, summary_html
+from pipeline.report.tree_page import problem_page
 from trees.model import Tree, trees_from_table
 
 # Thought columns added with the thoughts methods. Runs from before them still open (a compare of an

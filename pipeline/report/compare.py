@@ -7,13 +7,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from pipeline.io.tables import write_text
 from pipeline.report.build import Run, RunFilesError, load_run
 from pipeline.report.html import clip, esc, page, safe_name
 from pipeline.report.keywords import KEYWORDS
 from pipeline.report.methods import DASH, accepted, fmt, method_of, method_order
 from pipeline.report.thought_html import CSS as THOUGHT_CSS
 from pipeline.report.thought_html import thought_html
-from pipeline.tables import write_text
 
 # Pages for the first shared problems only: each is a few tens of KB, and a reader compares a sample.
 PAIR_PAGES = 200

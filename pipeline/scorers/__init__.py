@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.answers import AnswerChecker
-from pipeline.config import Config
+from pipeline.config import SCORER_SECTION, Config
 from pipeline.engines import Engine, EnginePool
 from pipeline.scorers.base import Scorer
 from pipeline.scorers.critic import Critic
@@ -18,22 +18,19 @@ from pipeline.scorers.rollouts import RolloutScorer
 
 @dataclass(frozen=True)
 class Registered:
-    section: str  # the config section the scorer is built from; its `engine` names the engine
+    section: str  # the config section the scorer is built from (config.SCORER_SECTION)
     build: Callable[[Any, Engine, Config, AnswerChecker], Scorer]  # (section, engine, config, checker)
 
 
-SCORERS: dict[str, Registered] = {
-    Critic.name: Registered("critic", lambda section, engine, cfg, checker: Critic(engine, section)),
-    MathShepherdPRM.name: Registered(
-        "prm", lambda section, engine, cfg, checker: MathShepherdPRM(engine, section)
-    ),
-    QwenPRM.name: Registered("prm", lambda section, engine, cfg, checker: QwenPRM(engine, section)),
-    RolloutScorer.name: Registered(
-        "rollouts", lambda section, engine, cfg, checker: RolloutScorer(engine, checker, section, cfg.policy)
+_BUILDERS: dict[str, Callable[[Any, Engine, Config, AnswerChecker], Scorer]] = {
+    Critic.name: lambda section, engine, cfg, checker: Critic(engine, section),
+    MathShepherdPRM.name: lambda section, engine, cfg, checker: MathShepherdPRM(engine, section),
+    QwenPRM.name: lambda section, engine, cfg, checker: QwenPRM(engine, section),
+    RolloutScorer.name: lambda section, engine, cfg, checker: RolloutScorer(
+        engine, checker, section, cfg.policy
     ),
 }
-
-SCORER_SECTION = {name: reg.section for name, reg in SCORERS.items()}
+SCORERS: dict[str, Registered] = {name: Registered(SCORER_SECTION[name], b) for name, b in _BUILDERS.items()}
 
 
 def make_scorer(
@@ -48,4 +45,4 @@ def make_scorer(
     return reg.build(section, pool.get(section.engine), cfg, checker)
 
 
-__all__ = ["SCORERS", "SCORER_SECTION", "Registered", "make_scorer"]
+__all__ = ["SCORERS", "Registered", "make_scorer"]

@@ -19,15 +19,15 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.answers import AnswerChecker
-from pipeline.config import Config, ConfigError
+from pipeline.config import SCORER_SECTION, Config, ConfigError
 from pipeline.engines import EnginePool, cache_path
+from pipeline.engines.seeds import request_seed
 from pipeline.eval.metrics import Judged, judged_figures, threshold_sweep
 from pipeline.eval.page import eval_page
 from pipeline.eval.readers import Solution, read_solutions
-from pipeline.scorers import SCORER_SECTION, make_scorer
+from pipeline.io.tables import write_json, write_table, write_text
+from pipeline.scorers import make_scorer
 from pipeline.scorers.base import Scorer, StepScore, StepToScore
-from pipeline.stages.trees import node_seed
-from pipeline.tables import write_json, write_table, write_text
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def step_items(seed: int, solutions: list[Solution]) -> list[StepToScore]:
             sol.reference,
             tuple(sol.steps[:i]),
             step,
-            seed=node_seed(seed + 1, sol.solution_id, i),
+            seed=request_seed(seed + 1, sol.solution_id, i),
         )
         for sol in solutions
         for i, step in enumerate(sol.steps)

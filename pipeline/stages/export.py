@@ -18,8 +18,8 @@ from pipeline.formats.preference import outcome_pairs, preference_pairs
 from pipeline.formats.revision import revision_rows
 from pipeline.formats.sft import o1_journey_row, sft_row, sharegpt_info, sharegpt_row
 from pipeline.formats.stepwise import stepwise_rows
-from pipeline.hub import push_to_hub, repos_for
-from pipeline.tables import (
+from pipeline.io.hub import push_to_hub, repos_for
+from pipeline.io.tables import (
     NODE_SCHEMA,
     O1_JOURNEY_SCHEMA,
     POLISHED_SCHEMA,
@@ -61,7 +61,7 @@ def _sum(parts: list[dict], key: str):
     return round(sum(values), 3) if isinstance(values[0], float) else sum(values)
 
 
-def _stage_stats(paths: list[Path]) -> dict:
+def stage_stats(paths: list[Path]) -> dict:
     """Shard sidecars of one stage, summed (wall_s: total over shards); rates do not add up, so they are left out."""
     parts = [json.loads(stats_path(p).read_text()) for p in paths if stats_path(p).is_file()]
     keys = dict.fromkeys(k for p in parts for k in p if not _is_rate(k))
@@ -202,9 +202,9 @@ def run_export(
     # The problems stage writes one stats.json beside its shards; the other stages one sidecar per shard.
     problems = json.loads((Path(problems_paths[0]).parent / "stats.json").read_text())
     stages = {
-        "trees": _stage_stats([Path(p) for p in trees_paths]),
-        "thoughts": _stage_stats([run_dir / "thoughts" / s for s in shards]),
-        "polish": _stage_stats(polished_paths),
+        "trees": stage_stats([Path(p) for p in trees_paths]),
+        "thoughts": stage_stats([run_dir / "thoughts" / s for s in shards]),
+        "polish": stage_stats(polished_paths),
     }
     trees, thoughts, polish = stages["trees"], stages["thoughts"], stages["polish"]
     backtracks = [j["n_backtracks"] for j in journeys]

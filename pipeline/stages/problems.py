@@ -7,52 +7,31 @@ does not match the data, no valid row at all) raise.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
-import math
-import numbers
-import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pyarrow.parquet as pq
 
 from pipeline.answers import reference_stats
+from pipeline.answers.reference import READINGS, UnreadableReference, read_reference_field
 from pipeline.config import Config, ConfigError, FieldMap, ProblemsConfig
-from pipeline.reference_answers import READINGS, UnreadableReference, read_reference_field
-from pipeline.tables import PROBLEM_SCHEMA, REJECT_SCHEMA, write_json, write_table
+from pipeline.io.records import (
+    WHOLE_ROW,
+    Reject,
+    Row,
+    check_utf8,
+    load_records,
+    looks_like_file,
+    reject_row,
+    text_field,
+)
+from pipeline.io.tables import PROBLEM_SCHEMA, REJECT_SCHEMA, write_json, write_table
 
 log = logging.getLogger(__name__)
-
-RAW_CHARS = 2000
-WHOLE_ROW = "row"  # the reject's field when the row as a whole is unreadable
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class _Reject(Exception):
-    """Why one row cannot become a problem; `kind` is the countable part of the reason."""
-
-    def __init__(self, field: str, kind: str, reason: str | None = None):
-        super().__init__(reason or kind)
-        self.field = field
-        self.kind = kind
-        self.problem_id: str | None = None
-
-
-@dataclass
-class _Row:
-    """One input row; `record` is the raw text instead of a mapping when the row could not be parsed."""
-
-    index: int
-    record: Any
-    error: _Reject | None = None
 
 
 @dataclass
@@ -70,7 +49,7 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
     start = time.monotonic()
     out_dir = Path(out_dir)
     pc = cfg.problems
-    columns, rows = _load(pc)
+    columns, rows = load_records(pc.source, pc.subset, pc.split)
     if columns:
         _check_mapping(pc.fields, columns, pc.source)
     outcome = _validate(rows, pc)
@@ -138,123 +117,18 @@ def _warn_untrusted(answers: dict) -> None:
             )
 
 
-# ---- loading: each loader returns (column names, rows) -------------------------------------------
-
-
-def _load(pc: ProblemsConfig) -> tuple[list[str], Iterable[_Row]]:
-    path = Path(pc.source).expanduser()
-    if path.is_file():
-        loader = _LOADERS.get(path.suffix.lower())
-        if loader is None:
-            raise ValueError(
-                f"problems.source {pc.source!r}: unsupported file type {path.suffix!r} "
-                f"(expected {', '.join(_LOADERS)} or a Hugging Face dataset)"
-            )
-        return loader(path)
-    if path.is_dir() or not _looks_like_file(pc.source):
-        return _load_hf(pc)
-    raise FileNotFoundError(f"problems.source {pc.source!r}: no such file ({path.resolve()})")
-
-
-def _looks_like_file(source: str) -> bool:
-    # Hub ids ("owner/name") look like relative paths, so only a known suffix or an explicit
-    # path prefix makes a missing source a missing file rather than a hub id.
-    return Path(source).suffix.lower() in _LOADERS or source.startswith(("/", "./", "../", "~"))
-
-
-def _read_text(path: Path) -> str:
-    # surrogateescape keeps undecodable bytes as markers, so the row holding them is rejected by
-    # name (see _check_utf8) instead of failing the whole file or being silently altered.
-    return path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
-
-
-def _load_jsonl(path: Path) -> tuple[list[str], list[_Row]]:
-    rows = []
-    for index, line in enumerate(_read_text(path).split("\n")):
-        if line.strip():
-            rows.append(_parse_line(index, line.strip()))
-    return _columns(r.record for r in rows if r.error is None), rows
-
-
-def _parse_line(index: int, line: str) -> _Row:
-    try:
-        return _Row(index, json.loads(line))
-    except json.JSONDecodeError as exc:
-        reason = f"invalid JSON on line {index + 1}: {exc.msg} at column {exc.colno}"
-        return _Row(index, line, _Reject(WHOLE_ROW, "invalid JSON", reason))
-
-
-def _load_json(path: Path) -> tuple[list[str], list[_Row]]:
-    text = _read_text(path)
-    try:
-        # An empty file is an empty list, so it fails like an empty jsonl or csv: "holds no rows".
-        data = json.loads(text) if text.strip() else []
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    records = _json_records(path, data)
-    return _columns(records), [_Row(i, r) for i, r in enumerate(records)]
-
-
-def _json_records(path: Path, data: Any) -> list:
-    if isinstance(data, list):
-        return data
-    lists = [v for v in data.values() if isinstance(v, list)] if isinstance(data, dict) else []
-    if len(lists) != 1:
-        raise ValueError(
-            f'{path}: expected a list of objects, or an object holding one list like {{"data": [...]}}'
-        )
-    return lists[0]
-
-
-def _load_csv(path: Path) -> tuple[list[str], list[_Row]]:
-    # The csv module rather than pandas: every cell stays the exact string written ("NA", "007"),
-    # and a row with the wrong number of cells becomes one reject instead of a failed file.
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
-    header = next(reader, [])
-    rows = []
-    for index, cells in enumerate(r for r in reader if r):
-        if len(cells) == len(header):
-            rows.append(_Row(index, dict(zip(header, cells))))
-        else:
-            reason = f"expected {len(header)} cells like the header, got {len(cells)}"
-            rows.append(_Row(index, cells, _Reject(WHOLE_ROW, "wrong number of cells", reason)))
-    return header, rows
-
-
-def _load_parquet(path: Path) -> tuple[list[str], list[_Row]]:
-    table = pq.read_table(path)
-    return table.column_names, [_Row(i, r) for i, r in enumerate(table.to_pylist())]
-
-
-def _load_hf(pc: ProblemsConfig) -> tuple[list[str], Iterator[_Row]]:
-    # Imported here: `datasets` is slow to import and only hub ids and dataset folders need it.
-    import datasets
-
-    ds = datasets.load_dataset(pc.source, pc.subset, split=pc.split)
-    return list(ds.column_names), (_Row(i, r) for i, r in enumerate(ds))
-
-
-_LOADERS = {".jsonl": _load_jsonl, ".json": _load_json, ".parquet": _load_parquet, ".csv": _load_csv}
-
-
-def _columns(records: Iterable[Any]) -> list[str]:
-    names: dict[str, None] = {}
-    for record in records:
-        if isinstance(record, dict):
-            names.update(dict.fromkeys(record))
-    return list(names)
+# ---- the source -------------------------------------------------------------------------------------
 
 
 def check_source(pc: ProblemsConfig) -> None:
     """Before any job starts (the Snakefile calls this): a local source must exist and have the mapped
     columns. Raises ConfigError with one line. Hugging Face ids are left to the problems job."""
-    if not Path(pc.source).expanduser().is_file() and not _looks_like_file(pc.source):
+    if not Path(pc.source).expanduser().is_file() and not looks_like_file(pc.source):
         return
     try:
-        columns, _ = _load(pc)
+        columns, _ = load_records(pc.source, pc.subset, pc.split)
     except (OSError, ValueError) as exc:
-        message = str(exc) if str(exc).startswith("problems.source") else f"problems.source: {exc}"
-        raise ConfigError(f"config field {message}") from None
+        raise ConfigError(f"config field {exc}") from None
     if columns:
         _check_mapping(pc.fields, columns, pc.source)
 
@@ -273,7 +147,7 @@ def _check_mapping(fm: FieldMap, columns: list[str], source: str) -> None:
 # ---- validation -----------------------------------------------------------------------------------
 
 
-def _validate(rows: Iterable[_Row], pc: ProblemsConfig) -> _Outcome:
+def _validate(rows: Iterable[Row], pc: ProblemsConfig) -> _Outcome:
     outcome = _Outcome()
     first_seen: dict[str, int] = {}
     for row in rows:
@@ -282,8 +156,8 @@ def _validate(rows: Iterable[_Row], pc: ProblemsConfig) -> _Outcome:
         outcome.rows_read += 1
         try:
             problem, read = _to_problem(row, pc, first_seen)
-        except _Reject as rej:
-            outcome.rejects.append(_reject_row(row, rej))
+        except Reject as rej:
+            outcome.rejects.append(reject_row(row, rej))
             outcome.by_reason[f"{rej.field}: {rej.kind}"] += 1
             outcome.unread += isinstance(rej.__cause__, UnreadableReference)
         else:
@@ -292,24 +166,24 @@ def _validate(rows: Iterable[_Row], pc: ProblemsConfig) -> _Outcome:
     return outcome
 
 
-def _to_problem(row: _Row, pc: ProblemsConfig, first_seen: dict[str, int]) -> tuple[dict, str]:
+def _to_problem(row: Row, pc: ProblemsConfig, first_seen: dict[str, int]) -> tuple[dict, str]:
     """The problem row, and how its reference was read (one of READINGS)."""
     if row.error is not None:
         raise row.error
     record, fm = row.record, pc.fields
     if not isinstance(record, dict):
-        raise _Reject(WHOLE_ROW, "not an object", f"expected an object, got {type(record).__name__}")
-    _check_utf8(record, fm)
-    problem_id = _text(record.get(fm.id), "id", numbers_ok=True) if fm.id else None
+        raise Reject(WHOLE_ROW, "not an object", f"expected an object, got {type(record).__name__}")
+    check_utf8(record, {fm.problem: "problem", fm.answer: "answer", fm.id: "id"})
+    problem_id = text_field(record.get(fm.id), "id", numbers_ok=True) if fm.id else None
     try:
-        problem = _text(record.get(fm.problem), "problem", numbers_ok=False)
+        problem = text_field(record.get(fm.problem), "problem", numbers_ok=False)
         _check_length(problem, pc.max_chars)
-        field_text = _text(record.get(fm.answer), "answer", numbers_ok=True)
+        field_text = text_field(record.get(fm.answer), "answer", numbers_ok=True)
         problem_id = problem_id or derived_id(problem)
         answer, read = _read_answer(field_text, pc.answer_format)
         # After the reference is read: a row rejected for it must not count as an id's first use.
         _check_unique(problem_id, row.index, first_seen, derived=fm.id is None)
-    except _Reject as rej:
+    except Reject as rej:
         rej.problem_id = problem_id
         raise
     # A field read for its final answer stays whole in meta, under its own column's name.
@@ -329,7 +203,7 @@ def _read_answer(field_text: str, answer_format: str) -> tuple[str, str]:
     try:
         return read_reference_field(field_text, answer_format)
     except UnreadableReference as exc:
-        raise _Reject("answer", exc.kind, str(exc)) from exc
+        raise Reject("answer", exc.kind, str(exc)) from exc
 
 
 def derived_id(problem: str) -> str:
@@ -341,43 +215,12 @@ def derived_id(problem: str) -> str:
     return "p-" + hashlib.sha256(problem.encode("utf-8")).hexdigest()[:12]
 
 
-def _check_utf8(record: dict, fm: FieldMap) -> None:
-    labels = {fm.problem: "problem", fm.answer: "answer", fm.id: "id"}
-    for column, value in record.items():
-        try:
-            json.dumps({column: value}, ensure_ascii=False, default=str).encode("utf-8")
-        except UnicodeEncodeError:
-            raise _Reject(labels.get(column, str(column)), "not valid UTF-8") from None
-
-
-def _text(value: Any, name: str, numbers_ok: bool) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise _Reject(name, "empty or missing")
-    if isinstance(value, str):
-        text = value.strip()
-    elif numbers_ok and isinstance(value, numbers.Number) and not isinstance(value, bool):
-        text = _number_text(value)
-    else:
-        expected = "text or a number" if numbers_ok else "text"
-        raise _Reject(name, "wrong type", f"expected {expected}, got {type(value).__name__}")
-    if not text:
-        raise _Reject(name, "empty or missing")
-    return text
-
-
 def _check_length(problem: str, max_chars: int) -> None:
     # A problem far beyond any real one is broken input (a whole document in one cell); it would
     # also overflow every prompt it is put in, once per node of its tree.
     if len(problem) > max_chars:
         reason = f"too long: {len(problem)} characters (problems.max_chars is {max_chars})"
-        raise _Reject("problem", "too long", reason)
-
-
-def _number_text(value: numbers.Number) -> str:
-    # 5.0 and 5 are the same answer; a float column in parquet or pandas must not turn "5" into "5.0".
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+        raise Reject("problem", "too long", reason)
 
 
 def _check_unique(problem_id: str, index: int, first_seen: dict[str, int], derived: bool) -> None:
@@ -385,22 +228,8 @@ def _check_unique(problem_id: str, index: int, first_seen: dict[str, int], deriv
     if first == index:
         return
     if derived:
-        raise _Reject("problem", "duplicate problem", f"duplicate problem (same text as row {first})")
-    raise _Reject("id", "duplicate id", f"duplicate id (first seen at row {first})")
-
-
-def _reject_row(row: _Row, rej: _Reject) -> dict:
-    raw = row.record
-    if not isinstance(raw, str):
-        raw = json.dumps(raw, ensure_ascii=False, default=str)
-    return {
-        "row": row.index,
-        "problem_id": rej.problem_id,
-        "field": rej.field,
-        "reason": str(rej),
-        # Undecodable bytes (kept as lone surrogates) show as U+FFFD: parquet strings must be UTF-8.
-        "raw": _SURROGATE.sub("\ufffd", raw)[:RAW_CHARS],
-    }
+        raise Reject("problem", "duplicate problem", f"duplicate problem (same text as row {first})")
+    raise Reject("id", "duplicate id", f"duplicate id (first seen at row {first})")
 
 
 # ---- writing --------------------------------------------------------------------------------------

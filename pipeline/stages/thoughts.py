@@ -17,8 +17,7 @@ import pyarrow as pa
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
 from pipeline.engines import EnginePool, cache_path, merge_engine_stats
-from pipeline.methods import method_module
-from pipeline.tables import (
+from pipeline.io.tables import (
     NODE_SCHEMA,
     PROBLEM_SCHEMA,
     THOUGHT_SCHEMA,
@@ -27,6 +26,7 @@ from pipeline.tables import (
     write_stats,
     write_table,
 )
+from pipeline.methods import method_module
 from trees.derive import Thought, Transitions, derive_thoughts, load_transitions
 from trees.model import Tree, trees_from_table
 

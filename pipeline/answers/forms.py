@@ -1,6 +1,6 @@
 """Answers as datasets write them, read as text: equivalent forms, plain-text notations, words.
 
-Pure string functions; what math-verify makes of a form is pipeline/answer_reading.py's job.
+Pure string functions; what math-verify makes of a form is pipeline/answers/reading.py's job.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from pipeline.polish_guard import GuardResult
+from pipeline.polish.guard import GuardResult
 from pipeline.prompts import fill, load_yaml
 
 # A small polisher reads a short list better than every lost step of a long thought; the rest are

@@ -1,4 +1,4 @@
-"""Start a real vLLM OpenAI-compatible server for tests, and always stop it again."""
+"""Start a real vLLM OpenAI-compatible server on 127.0.0.1, and always stop it again."""
 
 from __future__ import annotations
 

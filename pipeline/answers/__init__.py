@@ -1,10 +1,10 @@
-"""Final answers: the stages' entry point for extracting them (pipeline/answer_extract.py) and for
+"""Final answers: the stages' entry point for extracting them (pipeline/answers/extract.py) and for
 checking them against the reference, in math-verify worker processes.
 
 A reference may list equivalent forms ("C(10, 5), or equivalently 252"); each is read by math-verify
 (math) or compared as words (text), and one that math-verify misreads decides nothing (see
-pipeline/answer_reading.py). What decided is the verdict's checker, stored per node as
-answer_checker: "math-verify", "text", "judge" (pipeline/answer_judge.py) or "undecided" (counts as
+pipeline/answers/reading.py). What decided is the verdict's checker, stored per node as
+answer_checker: "math-verify", "text", "judge" (pipeline/answers/judge.py) or "undecided" (counts as
 not correct); "no answer" for a terminal node without a final answer.
 """
 
@@ -16,8 +16,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from pipeline.answer_extract import extract_boxed, extract_final_answer
-from pipeline.answer_reading import KINDS, Reading, Verdict, decide, read_reference, reference_kind
+from pipeline.answers.extract import extract_boxed, extract_final_answer
+from pipeline.answers.reading import KINDS, Reading, Verdict, decide, read_reference, reference_kind
 
 __all__ = [
     "NO_ANSWER",
@@ -125,7 +125,7 @@ def read_references(references: Sequence[str], timeout_s: int) -> list[list[Read
 
 
 def reference_stats(problem_ids: Sequence[str], references: Sequence[str], timeout_s: int) -> dict:
-    """How a problem set's references read: problems per kind (see answer_reading.reference_kind),
+    """How a problem set's references read: problems per kind (see reading.reference_kind),
     how many list equivalent forms, and the first ids of those the check cannot trust."""
     unique = list(dict.fromkeys(references))  # datasets repeat short answers; each reads once
     by_text = dict(zip(unique, read_references(unique, timeout_s)))

@@ -1,6 +1,6 @@
 """What math-verify makes of a reference or an answer, whether to trust it, and the verdict per pair.
 
-math-verify times out with SIGALRM: call these in a process's main thread (pipeline/answers.py runs
+math-verify times out with SIGALRM: call these in a process's main thread (pipeline/answers/__init__.py runs
 them in worker processes).
 """
 
@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pipeline.answer_extract import BOXED, extract_final_answer
-from pipeline.answer_forms import (
+from pipeline.answers.extract import BOXED, extract_final_answer
+from pipeline.answers.forms import (
     closed_class_answer,
     equivalent_forms,
     is_text,

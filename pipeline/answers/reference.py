@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.answer_extract import Box, boxes
-from pipeline.answer_forms import MATH_NAMES
+from pipeline.answers.extract import Box, boxes
+from pipeline.answers.forms import MATH_NAMES
 
 ANSWER_FORMATS = ("auto", "plain", "gsm8k", "boxed")
 READINGS = ("plain", "gsm8k", "boxed")  # how an accepted field was read
@@ -45,7 +45,7 @@ def read_reference_field(field: str, answer_format: str = "auto") -> tuple[str, 
     >>> read_reference_field("So $x = 2$, and the answer is $\\\\boxed{2}$. Check: $\\\\boxed{3}$ fails.")
     Traceback (most recent call last):
     ...
-    pipeline.reference_answers.UnreadableReference: its boxes give different answers: \\boxed{2}, \\boxed{3}
+    pipeline.answers.reference.UnreadableReference: its boxes give different answers: \\boxed{2}, \\boxed{3}
     >>> read_reference_field("So $x = 2$, and the answer is $\\\\boxed{2}$.")
     ('2', 'boxed')
     >>> [read_reference_field(f) for f in ["5", "$\\\\boxed{5}$", "The answer is 17.", "C(10, 5), or equivalently 252"]]
@@ -55,7 +55,7 @@ def read_reference_field(field: str, answer_format: str = "auto") -> tuple[str, 
     >>> read_reference_field("She sold 24 in May. So 72 in all.")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pipeline.reference_answers.UnreadableReference: a worked solution (2 sentences or lines) with no final ...
+    pipeline.answers.reference.UnreadableReference: a worked solution (2 sentences or lines) with no final ...
     """
     text = field.strip()
     if answer_format == "plain":

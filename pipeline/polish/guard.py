@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz
 
 
-def _normalize(text: str) -> str:
+def normalize(text: str) -> str:
     return " ".join(text.lower().split())
 
 
@@ -20,8 +20,8 @@ def missing_steps(steps: list[str], polished: str, min_similarity: float) -> lis
     >>> missing_steps(["2 + 3 = 6"], "We know 2 + 3 = 5.", 95)
     [0]
     """
-    target = _normalize(polished)
-    return [i for i, s in enumerate(steps) if fuzz.partial_ratio(_normalize(s), target) < min_similarity]
+    target = normalize(polished)
+    return [i for i, s in enumerate(steps) if fuzz.partial_ratio(normalize(s), target) < min_similarity]
 
 
 def out_of_order(steps: list[str], text: str, min_similarity: float) -> int | None:
@@ -33,10 +33,10 @@ def out_of_order(steps: list[str], text: str, min_similarity: float) -> int | No
     >>> out_of_order(["I try 2 + 3 = 6", "the sum is 5"], "The sum is 5. Earlier: I try 2 + 3 = 6.", 80)
     1
     """
-    target = _normalize(text)
+    target = normalize(text)
     last = -1
     for i, step in enumerate(steps):
-        match = fuzz.partial_ratio_alignment(_normalize(step), target)
+        match = fuzz.partial_ratio_alignment(normalize(step), target)
         if match is None or match.score < min_similarity:
             continue
         if match.dest_start < last:
@@ -62,8 +62,8 @@ def echoed(text: str, instructions: tuple[str, ...]) -> tuple[str, ...]:
     ...        ("Rewrite the scratch work as fluent reasoning.", "Keep every step."))
     ('Rewrite the scratch work as fluent reasoning.',)
     """
-    target = _normalize(text)
-    return tuple(i for i in instructions if _normalize(i) in target)
+    target = normalize(text)
+    return tuple(i for i in instructions if normalize(i) in target)
 
 
 def count_markers(text: str, markers: list[str]) -> int:

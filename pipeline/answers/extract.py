@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from pipeline.answer_forms import MATH_NAMES
+from pipeline.answers.forms import MATH_NAMES
 
 BOXED = "\\boxed{"
 FBOX = "\\fbox{"

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.answer_reading import Verdict
+from pipeline.answers.reading import Verdict
 from pipeline.config import AnswerJudgeConfig
 from pipeline.engines import Completion, Engine, Request
 from pipeline.engines.base import schema_string

@@ -1,0 +1,1 @@
+"""Polishing journeys: the guard, the token budget, retry feedback and the guarded rounds."""
