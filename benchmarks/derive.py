@@ -7,7 +7,7 @@ from time import perf_counter
 
 from benchmarks import Figure
 from pipeline.config import PROJECT_ROOT, load
-from pipeline.stages.thoughts import configured_thoughts
+from pipeline.methods.tree import configured_thoughts
 from trees.derive import load_transitions
 from trees.model import ROOT_ID, Node, Tree
 

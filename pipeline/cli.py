@@ -222,16 +222,14 @@ def _run(args: argparse.Namespace) -> int:
 
         stats = run_trees(cfg, args.problems, args.out)
     elif args.command == "thoughts":
-        from pipeline.methods import METHODS
+        from pipeline.methods import METHODS, method_module
         from pipeline.stages.thoughts import run_method
 
-        if args.method != "tree" and args.method not in METHODS:
-            print(
-                f"error: unknown method {args.method!r} (known: tree, {', '.join(METHODS)})", file=sys.stderr
-            )
+        if args.method not in METHODS:
+            print(f"error: unknown method {args.method!r} (known: {', '.join(METHODS)})", file=sys.stderr)
             return 2
-        if args.method == "tree" and not args.trees:
-            print("error: method tree reads the shard's trees: give --trees", file=sys.stderr)
+        if method_module(args.method).READS == "trees" and not args.trees:
+            print(f"error: method {args.method} reads the shard's trees: give --trees", file=sys.stderr)
             return 2
         stats = run_method(cfg, args.method, args.problems, args.out, args.trees)
     elif args.command == "merge-thoughts":

@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 class FieldMap:
     problem: str
     answer: str
-    id: str | None = None
+    id: str | None = "id"  # null: ids derived from the problem text
 
 
 @dataclass
@@ -99,7 +99,7 @@ class CriticConfig:
     prompt: str
     temperature: float = 0.0
     max_tokens: int = 128
-    repetition_penalty: float = 1.0
+    repetition_penalty: float = 1.3
     rationale_first: bool = False  # the JSON schema asks for the rationale before the verdict
     samples: int = 1  # k judgements per step: verdict by majority, score = share judged correct
 
@@ -260,8 +260,13 @@ class EvalConfig:
     limit: int | None = None
     step_tag: str = "ки"  # math-shepherd: the tag closing each step
     scorers: list[str] = field(default_factory=lambda: ["critic"])
-    variants: list[EvalVariant] = field(default_factory=list)
-    group_by: list[str] = field(default_factory=list)
+    variants: list[EvalVariant] = field(
+        default_factory=lambda: [
+            EvalVariant("rationale-first", "critic", {"rationale_first": True, "max_tokens": 256}),
+            EvalVariant("vote-5", "critic", {"samples": 5, "temperature": 0.7}),
+        ]
+    )
+    group_by: list[str] = field(default_factory=lambda: ["category"])
     thresholds: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(1, 10)])
     batch_size: int = 512  # steps per engine call; the cache is committed after each
 

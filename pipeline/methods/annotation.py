@@ -25,6 +25,7 @@ from pipeline.polish.rounds import Journey, Rounds, attempt_stats
 from pipeline.prompts import fill, load_yaml
 
 log = logging.getLogger(__name__)
+READS = "problems"  # built from the shard's problems (and the annotation file), through the engines
 REJECTS_LISTED = 20  # bad annotation rows listed in the stats (all are counted)
 ECHO_SIMILARITY = 95  # a feedback line matched this closely in an expansion was copied, not followed
 

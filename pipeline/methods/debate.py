@@ -33,6 +33,7 @@ from pipeline.methods.transcript import (
 from pipeline.prompts import PolicyPrompt, fill, load_yaml
 from trees.derive import load_transitions, reflection_text
 
+READS = "problems"  # built from the shard's problems, through the engines
 METHOD = "debate"
 VERDICTS = ("continue", "backtrack")
 

@@ -12,8 +12,10 @@ import time
 from pipeline.answers import AnswerChecker, extract_final_answer
 from pipeline.config import Config
 from pipeline.engines import EnginePool, Request
-from pipeline.polish.rounds import attempt_seed
+from pipeline.engines.seeds import request_seed
 from pipeline.prompts import PolicyPrompt
+
+READS = "problems"  # built from the shard's problems, through the engines
 
 
 def _request(cfg: Config, problem: dict) -> Request:
@@ -27,7 +29,7 @@ def _request(cfg: Config, problem: dict) -> Request:
         max_tokens=o.max_tokens,
         temperature=o.temperature,
         top_p=o.top_p,
-        seed=attempt_seed(cfg.seed, f"{problem['problem_id']}/outcome", 0),
+        seed=request_seed(cfg.seed, "outcome", problem["problem_id"]),
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.answers import AnswerChecker, extract_boxed
+from pipeline.answers import AnswerChecker
 from pipeline.config import Config
 from pipeline.engines import EnginePool, cache_path, merge_engine_stats
 from pipeline.io.tables import (
@@ -27,47 +27,9 @@ from pipeline.io.tables import (
     write_table,
 )
 from pipeline.methods import method_module
-from trees.derive import Thought, Transitions, derive_thoughts, load_transitions
-from trees.model import Tree, trees_from_table
-
-
-def thought_row(thought: Thought, index: int, problem: str, reference: str) -> dict:
-    steps = thought.steps
-    return {
-        "problem_id": thought.problem_id,
-        "thought_id": f"{thought.problem_id}/{thought.kind}-{index}",
-        "kind": thought.kind,
-        "problem": problem,
-        "reference": reference,
-        "text": thought.text,
-        "steps": steps,
-        "visits": thought.visits,
-        "shortcut": thought.shortcut,
-        "n_steps": len(steps),
-        "n_backtracks": thought.n_backtracks,
-        "answer": extract_boxed(steps[-1]) if steps else None,
-        "seed": thought.seed,
-        "method": "tree",
-        "n_reflections": thought.n_backtracks,  # each backtrack leaves the detour with one reflection
-        "correct": True,  # the walk ends at a verified correct leaf
-        "engine_tokens": 0,  # the tree's tokens are counted by the trees stage
-    }
-
-
-def configured_thoughts(tree: Tree, cfg: Config, transitions: Transitions) -> list[Thought]:
-    """derive_thoughts with the config's seed and thoughts settings."""
-    t = cfg.thoughts
-    return derive_thoughts(
-        tree,
-        seed=cfg.seed,
-        journeys_per_tree=t.journeys_per_tree,
-        max_trials=t.max_trials,
-        detour_depth=t.detour_depth,
-        transitions=transitions,
-        detour_probability=t.detour_probability,
-        aggregation=t.aggregation,
-        step_score=t.step_score,
-    )
+from pipeline.methods.tree import configured_thoughts, thought_row
+from trees.derive import load_transitions
+from trees.model import trees_from_table
 
 
 def run_thoughts(
@@ -112,12 +74,12 @@ def run_method(
     trees_path: str | Path | None = None,
 ) -> dict:
     """One method's thoughts for one shard: tree from the trees shard, the others from the problems."""
-    if method == "tree":
+    module = method_module(method)  # unknown names fail here, before any model loads
+    if module.READS == "trees":
         if trees_path is None:
-            raise ValueError("method tree reads the trees shard: give --trees")
+            raise ValueError(f"method {method} reads the trees shard: give --trees")
         return run_thoughts(cfg, trees_path, problems_path, out_path)
     start = time.perf_counter()
-    module = method_module(method)  # unknown names fail here, before any model loads
     problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
     with (
         EnginePool(cfg.engines, cache_path(out_path)) as pool,

@@ -1,0 +1,50 @@
+"""Method tree: journeys by DFS with backtracking, and shortcuts, walked on each grown tree
+(trees/derive.py). CPU only and seeded; it reads the shard's trees instead of calling engines."""
+
+from __future__ import annotations
+
+from pipeline.answers import extract_boxed
+from pipeline.config import Config
+from trees.derive import Thought, Transitions, derive_thoughts
+from trees.model import Tree
+
+READS = "trees"  # the thoughts stage hands this method the shard's trees, not an engine pool
+
+
+def thought_row(thought: Thought, index: int, problem: str, reference: str) -> dict:
+    steps = thought.steps
+    return {
+        "problem_id": thought.problem_id,
+        "thought_id": f"{thought.problem_id}/{thought.kind}-{index}",
+        "kind": thought.kind,
+        "problem": problem,
+        "reference": reference,
+        "text": thought.text,
+        "steps": steps,
+        "visits": thought.visits,
+        "shortcut": thought.shortcut,
+        "n_steps": len(steps),
+        "n_backtracks": thought.n_backtracks,
+        "answer": extract_boxed(steps[-1]) if steps else None,
+        "seed": thought.seed,
+        "method": "tree",
+        "n_reflections": thought.n_backtracks,  # each backtrack leaves the detour with one reflection
+        "correct": True,  # the walk ends at a verified correct leaf
+        "engine_tokens": 0,  # the tree's tokens are counted by the trees stage
+    }
+
+
+def configured_thoughts(tree: Tree, cfg: Config, transitions: Transitions) -> list[Thought]:
+    """derive_thoughts with the config's seed and thoughts settings."""
+    t = cfg.thoughts
+    return derive_thoughts(
+        tree,
+        seed=cfg.seed,
+        journeys_per_tree=t.journeys_per_tree,
+        max_trials=t.max_trials,
+        detour_depth=t.detour_depth,
+        transitions=transitions,
+        detour_probability=t.detour_probability,
+        aggregation=t.aggregation,
+        step_score=t.step_score,
+    )
