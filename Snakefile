@@ -32,12 +32,13 @@ wildcard_constraints:
     shard=r"shard-\d{5}",
 
 
-def shard_files(stage):
-    """An input function: the stage's file of every shard the problems checkpoint wrote."""
+def shard_files(stage, suffix=".parquet"):
+    """An input function: the stage's file (parquet, or its `.stats.json` sidecar) of every shard the
+    problems checkpoint wrote."""
 
     def files(wildcards):
         shards = glob_wildcards(Path(checkpoints.problems.get().output[0]) / "{shard}.parquet").shard
-        return expand(RUN / stage / "{shard}.parquet", shard=sorted(s for s in shards if s.startswith("shard-")))
+        return expand(RUN / stage / f"{{shard}}{suffix}", shard=sorted(s for s in shards if s.startswith("shard-")))
 
     return files
 
@@ -93,7 +94,8 @@ rule trees:
         cfg=CFG,
         problems=RUN / "problems/{shard}.parquet",
     output:
-        RUN / "trees/{shard}.parquet",
+        parquet=RUN / "trees/{shard}.parquet",
+        stats=RUN / "trees/{shard}.stats.json",
     log:
         RUN / "logs/trees/{shard}.log",
     resources:
@@ -104,7 +106,7 @@ rule trees:
     conda:
         ENV
     shell:
-        "{params.py} trees --config {input.cfg} --problems {input.problems} --out {output} > {log} 2>&1"
+        "{params.py} trees --config {input.cfg} --problems {input.problems} --out {output.parquet} > {log} 2>&1"
 
 
 # The tree walk: CPU only, from the shard's trees.
@@ -114,7 +116,8 @@ rule thoughts_tree:
         trees=RUN / "trees/{shard}.parquet",
         problems=RUN / "problems/{shard}.parquet",
     output:
-        RUN / "thoughts/tree/{shard}.parquet",
+        parquet=RUN / "thoughts/tree/{shard}.parquet",
+        stats=RUN / "thoughts/tree/{shard}.stats.json",
     log:
         RUN / "logs/thoughts/tree/{shard}.log",
     params:
@@ -123,7 +126,7 @@ rule thoughts_tree:
         ENV
     shell:
         "{params.py} thoughts --config {input.cfg} --method tree --trees {input.trees} "
-        "--problems {input.problems} --out {output} > {log} 2>&1"
+        "--problems {input.problems} --out {output.parquet} > {log} 2>&1"
 
 
 # The engine methods (thoughts.methods): one job per method and shard, holding a model, so a
@@ -133,7 +136,8 @@ rule thoughts_method:
         cfg=CFG,
         problems=RUN / "problems/{shard}.parquet",
     output:
-        RUN / "thoughts/{method}/{shard}.parquet",
+        parquet=RUN / "thoughts/{method}/{shard}.parquet",
+        stats=RUN / "thoughts/{method}/{shard}.stats.json",
     log:
         RUN / "logs/thoughts/{method}/{shard}.log",
     wildcard_constraints:
@@ -147,15 +151,17 @@ rule thoughts_method:
         ENV
     shell:
         "{params.py} thoughts --config {input.cfg} --method {wildcards.method} "
-        "--problems {input.problems} --out {output} > {log} 2>&1"
+        "--problems {input.problems} --out {output.parquet} > {log} 2>&1"
 
 
 rule thoughts:
     input:
         cfg=CFG,
         parts=expand(RUN / "thoughts/{method}/{{shard}}.parquet", method=METHODS),
+        stats=expand(RUN / "thoughts/{method}/{{shard}}.stats.json", method=METHODS),
     output:
-        RUN / "thoughts/{shard}.parquet",
+        parquet=RUN / "thoughts/{shard}.parquet",
+        stats=RUN / "thoughts/{shard}.stats.json",
     log:
         RUN / "logs/thoughts/{shard}.log",
     params:
@@ -164,7 +170,7 @@ rule thoughts:
     conda:
         ENV
     shell:
-        "{params.py} merge-thoughts --config {input.cfg} --parts {params.parts} --out {output} > {log} 2>&1"
+        "{params.py} merge-thoughts --config {input.cfg} --parts {params.parts} --out {output.parquet} > {log} 2>&1"
 
 
 rule polish:
@@ -172,7 +178,8 @@ rule polish:
         cfg=CFG,
         thoughts=RUN / "thoughts/{shard}.parquet",
     output:
-        RUN / "polished/{shard}.parquet",
+        parquet=RUN / "polished/{shard}.parquet",
+        stats=RUN / "polished/{shard}.stats.json",
     log:
         RUN / "logs/polish/{shard}.log",
     resources:
@@ -183,7 +190,7 @@ rule polish:
     conda:
         ENV
     shell:
-        "{params.py} polish --config {input.cfg} --thoughts {input.thoughts} --out {output} > {log} 2>&1"
+        "{params.py} polish --config {input.cfg} --thoughts {input.thoughts} --out {output.parquet} > {log} 2>&1"
 
 
 rule export:
@@ -192,6 +199,11 @@ rule export:
         polished=shard_files("polished"),
         trees=shard_files("trees"),
         problems=shard_files("problems"),
+        # Read for the run's stats: each stage's sidecars, and the problems stage's own.
+        trees_stats=shard_files("trees", ".stats.json"),
+        thoughts_stats=shard_files("thoughts", ".stats.json"),
+        polished_stats=shard_files("polished", ".stats.json"),
+        problems_stats=lambda wildcards: Path(checkpoints.problems.get().output[0]) / "stats.json",
     output:
         files=[RUN / "sft" / f for f in output_files(CONFIG.export.formats)],
         card=RUN / "sft/README.md",
@@ -212,8 +224,12 @@ rule report:
     input:
         cfg=CFG,
         stats=RUN / "stats.json",
-        polished=shard_files("polished"),
+        problems=shard_files("problems"),
         trees=shard_files("trees"),
+        thoughts=shard_files("thoughts"),
+        polished=shard_files("polished"),
+        # The export's files the pages show (the preference pairs, when configured).
+        sft=[RUN / "sft" / f for f in output_files(CONFIG.export.formats)],
     output:
         RUN / "report/index.html",
     log:
