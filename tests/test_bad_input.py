@@ -511,15 +511,19 @@ def thought(thought_id: str, text: str) -> dict:
     }
 
 
-def test_thought_too_long_for_the_polisher_falls_back_to_its_raw_text(vllm_engine, tmp_path, monkeypatch):
+def test_thought_too_long_for_the_polisher_falls_back_to_its_raw_text(vllm_engine, tmp_path):
     short = "We add 2 and 3.\n\n2 + 3 = 5, so \\boxed{5}."
     long = "We add 2 and 3. " * 1500 + "\n\n2 + 3 = 5, so \\boxed{5}."
     write_table([thought("short", short), thought("long", long)], THOUGHT_SCHEMA, tmp_path / "t.parquet")
     # The stage opens its engines by name; it gets the module's engine instead of a second one.
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: SharedEngine(vllm_engine))
     cfg = load(overrides={"polish": {"max_tokens": 16}})
 
-    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "polished.parquet")
+    stats = run_polish(
+        cfg,
+        tmp_path / "t.parquet",
+        tmp_path / "polished.parquet",
+        opener=lambda settings: SharedEngine(vllm_engine),
+    )
 
     rows = {r["thought_id"]: r for r in pq.read_table(tmp_path / "polished.parquet").to_pylist()}
     assert (rows["long"]["polish_status"], rows["long"]["text"]) == ("fallback", long)

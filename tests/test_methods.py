@@ -434,16 +434,15 @@ class StreamingShared(SharedEngine):
 
 @pytest.mark.parametrize("method", ["propose-critique", "debate"])
 def test_method_on_the_embedded_model_writes_thoughts_and_reruns_from_the_cache(
-    method, vllm_engine, tmp_path, monkeypatch
+    method, vllm_engine, tmp_path
 ):
     shared = StreamingShared(vllm_engine)
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: shared)
     problems = [{**p, "source": "t", "meta": "{}"} for p in EASY_PROBLEMS[:2]]
     write_table(problems, PROBLEM_SCHEMA, tmp_path / "problems.parquet")
     cfg = load(overrides=SMALL)
     out = tmp_path / method / "shard-00000.parquet"
 
-    stats = run_method(cfg, method, tmp_path / "problems.parquet", out)
+    stats = run_method(cfg, method, tmp_path / "problems.parquet", out, opener=lambda settings: shared)
 
     rows = read_table(out, THOUGHT_SCHEMA).to_pylist()
     assert [r["problem_id"] for r in rows] == [p["problem_id"] for p in problems]
@@ -463,7 +462,7 @@ def test_method_on_the_embedded_model_writes_thoughts_and_reruns_from_the_cache(
     again = tmp_path / "again" / "shard-00000.parquet"
     again.parent.mkdir()
     out.with_name("shard-00000.cache.sqlite").replace(again.with_name("shard-00000.cache.sqlite"))
-    rerun = run_method(cfg, method, tmp_path / "problems.parquet", again)
+    rerun = run_method(cfg, method, tmp_path / "problems.parquet", again, opener=lambda settings: shared)
     assert len(shared.requests) == sent and rerun["engines"]["local"]["requests"] == 0
     assert rerun["engines"]["local"]["cache_hits"] == sent
     assert pq.read_table(again).equals(pq.read_table(out))

@@ -84,9 +84,8 @@ def checker():
         yield c
 
 
-def run_method(module, cfg, problems, engine, checker, tmp_path, monkeypatch):
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: engine)
-    with EnginePool(cfg.engines, tmp_path / "cache.sqlite") as pool:
+def run_method(module, cfg, problems, engine, checker, tmp_path):
+    with EnginePool(cfg.engines, tmp_path / "cache.sqlite", lambda settings: engine) as pool:
         return module.build(cfg, problems, pool, checker)
 
 
@@ -97,7 +96,7 @@ def test_the_methods_are_registered_under_their_config_names():
     assert method_module("annotation") is annotation and method_module("outcome") is outcome
 
 
-def test_an_expansion_that_drops_a_correction_is_retried_with_feedback(tmp_path, monkeypatch, checker):
+def test_an_expansion_that_drops_a_correction_is_retried_with_feedback(tmp_path, checker):
     # add-2-3's first expansion loses the correction, its retry keeps it; half-8's (matched by its
     # problem text, no id) always puts the correction first and runs out of attempts.
     source = write_jsonl(
@@ -117,7 +116,7 @@ def test_an_expansion_that_drops_a_correction_is_retried_with_feedback(tmp_path,
     engine = ScriptedEngine(answer)
     cfg = load(overrides={"annotation": {"source": source, "attempts": 3}})
 
-    rows, stats = run_method(annotation, cfg, [ADD, OTHER], engine, checker, tmp_path, monkeypatch)
+    rows, stats = run_method(annotation, cfg, [ADD, OTHER], engine, checker, tmp_path)
 
     by_id = {r["thought_id"]: r for r in rows}
     fixed, stuck = by_id["add-2-3/annotation-0"], by_id["add-5-1/annotation-0"]
@@ -160,7 +159,7 @@ def test_an_expansion_that_drops_a_correction_is_retried_with_feedback(tmp_path,
     write_table(rows, THOUGHT_SCHEMA, tmp_path / "thoughts.parquet")  # the thoughts table takes them
 
 
-def test_a_retry_that_copies_its_feedback_does_not_pass(tmp_path, monkeypatch, checker):
+def test_a_retry_that_copies_its_feedback_does_not_pass(tmp_path, checker):
     # The feedback quotes the lost correction and the answer: a copy of it would pass the other checks.
     source = write_jsonl(tmp_path / "notes.jsonl", [{"id": "add-2-3", "annotation": NOTES}])
 
@@ -171,18 +170,18 @@ def test_a_retry_that_copies_its_feedback_does_not_pass(tmp_path, monkeypatch, c
     engine = ScriptedEngine(answer)
     cfg = load(overrides={"annotation": {"source": source, "attempts": 3}})
 
-    rows, stats = run_method(annotation, cfg, [ADD], engine, checker, tmp_path, monkeypatch)
+    rows, stats = run_method(annotation, cfg, [ADD], engine, checker, tmp_path)
 
     assert rows[0]["correct"] is False and stats["failed_checks"]["echo"] == 2
     assert "It repeated these instructions." in user_turn(engine.requests[2])
 
 
-def test_a_problem_without_an_annotation_is_counted_not_an_error(tmp_path, monkeypatch, checker):
+def test_a_problem_without_an_annotation_is_counted_not_an_error(tmp_path, checker):
     source = write_jsonl(tmp_path / "notes.jsonl", [{"id": "add-2-3", "problem": "", "annotation": NOTES}])
     engine = ScriptedEngine(lambda request, i: FULL)
     cfg = load(overrides={"annotation": {"source": source}})
 
-    rows, stats = run_method(annotation, cfg, [ADD, OTHER], engine, checker, tmp_path, monkeypatch)
+    rows, stats = run_method(annotation, cfg, [ADD, OTHER], engine, checker, tmp_path)
 
     assert [r["problem_id"] for r in rows] == ["add-2-3"] and rows[0]["correct"] is True
     assert stats["problems_without_annotation"] == 1 and stats["problems_without_annotation_ids"] == [
@@ -190,12 +189,12 @@ def test_a_problem_without_an_annotation_is_counted_not_an_error(tmp_path, monke
     ]
     assert len(engine.requests) == 1
 
-    rows, stats = run_method(annotation, cfg, [OTHER], engine, checker, tmp_path, monkeypatch)
+    rows, stats = run_method(annotation, cfg, [OTHER], engine, checker, tmp_path)
 
     assert rows == [] and stats["problems_without_annotation"] == 1 and engine.stats.calls == 1  # no call
 
 
-def test_bad_annotation_rows_are_reported_naming_the_field(tmp_path, monkeypatch, checker):
+def test_bad_annotation_rows_are_reported_naming_the_field(tmp_path, checker):
     source = write_jsonl(
         tmp_path / "notes.jsonl",
         [
@@ -210,7 +209,7 @@ def test_bad_annotation_rows_are_reported_naming_the_field(tmp_path, monkeypatch
     engine = ScriptedEngine(lambda request, i: FULL)
     cfg = load(overrides={"annotation": {"source": source}})
 
-    rows, stats = run_method(annotation, cfg, [ADD], engine, checker, tmp_path, monkeypatch)
+    rows, stats = run_method(annotation, cfg, [ADD], engine, checker, tmp_path)
 
     assert len(rows) == 1 and rows[0]["correct"] is True  # the good row still expands
     rejects = stats["annotation_rejects"]
@@ -230,17 +229,15 @@ def test_bad_annotation_rows_are_reported_naming_the_field(tmp_path, monkeypatch
     )
 
 
-def test_an_annotation_source_or_column_that_is_not_there_stops_with_the_field(
-    tmp_path, monkeypatch, checker
-):
+def test_an_annotation_source_or_column_that_is_not_there_stops_with_the_field(tmp_path, checker):
     engine = ScriptedEngine(lambda request, i: FULL)
     missing = load(overrides={"annotation": {"source": str(tmp_path / "nope.jsonl")}})
     with pytest.raises(ConfigError, match=r"^config field annotation.source .*no such file"):
-        run_method(annotation, missing, [ADD], engine, checker, tmp_path, monkeypatch)
+        run_method(annotation, missing, [ADD], engine, checker, tmp_path)
     source = write_jsonl(tmp_path / "notes.jsonl", [{"id": "add-2-3", "notes": NOTES}])
     renamed = load(overrides={"annotation": {"source": source}})
     with pytest.raises(ConfigError, match=r"^config field annotation.fields.annotation: column 'annotation'"):
-        run_method(annotation, renamed, [ADD], engine, checker, tmp_path, monkeypatch)
+        run_method(annotation, renamed, [ADD], engine, checker, tmp_path)
     with pytest.raises(ConfigError, match="config field annotation.engine: no engine named 'nope'"):
         load(overrides={"annotation": {"engine": "nope"}})
 
@@ -269,11 +266,11 @@ def solutions(i: int) -> str:
     return f"We add them.\n\n2 + 3 = {i + 3}, so the answer is \\boxed{{{i + 3}}}."
 
 
-def test_outcome_pairs_are_correct_vs_wrong_at_most_k_without_duplicates(tmp_path, monkeypatch, checker):
+def test_outcome_pairs_are_correct_vs_wrong_at_most_k_without_duplicates(tmp_path, checker):
     engine = ScriptedEngine(lambda request, i: solutions(i))
     cfg = load(overrides={"outcome": {"samples": 8, "pairs_per_problem": 5}})
 
-    rows, stats = run_method(outcome, cfg, [ADD, OTHER], engine, checker, tmp_path, monkeypatch)
+    rows, stats = run_method(outcome, cfg, [ADD, OTHER], engine, checker, tmp_path)
 
     assert engine.stats.calls == 1 and [r.n for r in engine.requests] == [8, 8]  # one call for the shard
     assert {(r["kind"], r["method"]) for r in rows} == {("solution", "outcome")} and len(rows) == 16
@@ -297,12 +294,12 @@ def test_outcome_pairs_are_correct_vs_wrong_at_most_k_without_duplicates(tmp_pat
     assert outcome_pairs([r for r in rows if r["problem_id"] == "add-5-1"], cfg.seed, 5) == []
 
 
-def test_the_preference_file_mixes_tree_and_outcome_pairs_with_their_source(tmp_path, monkeypatch, checker):
+def test_the_preference_file_mixes_tree_and_outcome_pairs_with_their_source(tmp_path, checker):
     engine = ScriptedEngine(lambda request, i: solutions(i))
     cfg = load(
         overrides={"outcome": {"samples": 8, "pairs_per_problem": 2}, "export": {"formats": ["preference"]}}
     )
-    rows, _ = run_method(outcome, cfg, [ADD], engine, checker, tmp_path, monkeypatch)
+    rows, _ = run_method(outcome, cfg, [ADD], engine, checker, tmp_path)
     tree = Tree(
         "add-5-1",
         [
@@ -327,13 +324,15 @@ def test_the_preference_file_mixes_tree_and_outcome_pairs_with_their_source(tmp_
 
 
 @pytest.fixture
-def real(vllm_engine, tmp_path, monkeypatch):
+def real(vllm_engine, tmp_path):
     """The module's engine behind a fresh pool per build; returns a runner and the opened engines."""
     opened: list[SharedEngine] = []
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: SharedEngine(vllm_engine, opened))
 
     def build(module, cfg, problems):
-        with EnginePool(cfg.engines, tmp_path / "cache.sqlite") as pool, AnswerChecker(1, 5) as checker:
+        pool = EnginePool(
+            cfg.engines, tmp_path / "cache.sqlite", lambda settings: SharedEngine(vllm_engine, opened)
+        )
+        with pool, AnswerChecker(1, 5) as checker:
             return module.build(cfg, problems, pool, checker)
 
     return build, opened

@@ -146,13 +146,12 @@ class ScriptedPolisher:
         pass
 
 
-def test_a_retry_is_told_what_failed_and_its_passing_rewrite_is_kept(tmp_path, monkeypatch):
+def test_a_retry_is_told_what_failed_and_its_passing_rewrite_is_kept(tmp_path):
     write_thoughts(tmp_path / "t.parquet")
     polisher = ScriptedPolisher()
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
     cfg = load(overrides={"polish": {"attempts": 3, "budget_factor": 1.5, "budget_margin": 64}})
 
-    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet", opener=lambda settings: polisher)
 
     rows = rows_by_id(tmp_path / "p.parquet")
     fixed, stuck, short = rows["fixed"], rows["stuck"], rows["short"]
@@ -190,14 +189,13 @@ def test_a_retry_is_told_what_failed_and_its_passing_rewrite_is_kept(tmp_path, m
     assert stats["budget_tokens"] == 2 * budget
 
 
-def test_one_attempt_means_no_retry(tmp_path, monkeypatch):
+def test_one_attempt_means_no_retry(tmp_path):
     write_thoughts(tmp_path / "t.parquet")
     polisher = ScriptedPolisher()
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
 
     cfg = load(overrides={"polish": {"attempts": 1}})
 
-    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet", opener=lambda settings: polisher)
 
     assert polisher.stats.calls == len(polisher.requests) == 2
     assert {r.seed for r in polisher.requests} == {attempt_seed(cfg.seed, t, 1) for t in ("fixed", "stuck")}
@@ -214,14 +212,13 @@ def test_one_attempt_means_no_retry(tmp_path, monkeypatch):
     ],
 )
 def test_a_polisher_that_fails_the_first_journeys_gets_one_attempt_for_the_rest(
-    tmp_path, monkeypatch, caplog, order, attempts
+    tmp_path, caplog, order, attempts
 ):
     write_thoughts(tmp_path / "t.parquet", ids=order)
     polisher = ScriptedPolisher()
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
     cfg = load(overrides={"polish": {"attempts": 3, "give_up_after": 4}})
 
-    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet", opener=lambda settings: polisher)
 
     rows = rows_by_id(tmp_path / "p.parquet")
     assert {t: rows[t]["polish_attempts"] for t in order} == attempts
@@ -229,7 +226,7 @@ def test_a_polisher_that_fails_the_first_journeys_gets_one_attempt_for_the_rest(
     assert stats["polish_gave_up"] == gave_up
     assert ("get one attempt each (polish.give_up_after" in caplog.text) == bool(gave_up)
     # Decided by the first four in row order, so the same config and replies decide the same again.
-    again = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p2.parquet")
+    again = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p2.parquet", opener=lambda settings: polisher)
     assert rows_by_id(tmp_path / "p2.parquet") == rows and again["polish_gave_up"] == gave_up
 
 
@@ -253,16 +250,14 @@ class SlowPolisher(ScriptedPolisher):
         return completions
 
 
-def test_a_slow_journey_does_not_hold_back_the_others(tmp_path, monkeypatch):
+def test_a_slow_journey_does_not_hold_back_the_others(tmp_path):
     write_thoughts(tmp_path / "t.parquet")
     cfg = load(overrides={"polish": {"attempts": 3}})
     inline = ScriptedPolisher()
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: inline)
-    run_polish(cfg, tmp_path / "t.parquet", tmp_path / "inline.parquet")
+    run_polish(cfg, tmp_path / "t.parquet", tmp_path / "inline.parquet", opener=lambda settings: inline)
     polisher = SlowPolisher(delay=0.3)
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
 
-    run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+    run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet", opener=lambda settings: polisher)
 
     # While stuck's first attempt (0.3 s) is out, fixed fails, retries and passes: both its
     # attempts end before stuck's first does, and stuck's second starts after them.
@@ -289,12 +284,16 @@ class EchoingPolisher(ScriptedPolisher):
         return Completion("So: " + RAW + "\n\nRewrite the scratch work as fluent reasoning.", 70, "stop")
 
 
-def test_a_rewrite_that_echoes_the_prompt_is_not_kept_and_the_retry_is_told(tmp_path, monkeypatch):
+def test_a_rewrite_that_echoes_the_prompt_is_not_kept_and_the_retry_is_told(tmp_path):
     write_thoughts(tmp_path / "t.parquet", ids=("echo",))
     polisher = EchoingPolisher()
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: polisher)
 
-    run_polish(load(overrides={"polish": {"attempts": 2}}), tmp_path / "t.parquet", tmp_path / "p.parquet")
+    run_polish(
+        load(overrides={"polish": {"attempts": 2}}),
+        tmp_path / "t.parquet",
+        tmp_path / "p.parquet",
+        opener=lambda settings: polisher,
+    )
 
     row = rows_by_id(tmp_path / "p.parquet")["echo"]
     assert row["polish_attempt_failed"][0] == [
@@ -308,10 +307,10 @@ def test_a_rewrite_that_echoes_the_prompt_is_not_kept_and_the_retry_is_told(tmp_
 
 
 @pytest.fixture
-def real_polish(vllm_engine, tmp_path, monkeypatch):
-    """Runs the stage on two hand-written journeys with the embedded model; returns the opened engines."""
+def real_polish(vllm_engine, tmp_path):
+    """Two hand-written journeys for the embedded model; returns the config, the folder, the engines
+    opened so far and the opener that records them."""
     opened: list[SharedEngine] = []
-    monkeypatch.setattr("pipeline.engines.open_engine", lambda settings: SharedEngine(vllm_engine, opened))
     write_thoughts(tmp_path / "t.parquet", ids=("a", "b"))
     cfg = load(
         overrides={
@@ -319,13 +318,13 @@ def real_polish(vllm_engine, tmp_path, monkeypatch):
             "polish": {"attempts": 3, "budget_factor": 1.0, "budget_margin": 16, "min_step_similarity": 100},
         }
     )
-    return cfg, tmp_path, opened
+    return cfg, tmp_path, opened, lambda settings: SharedEngine(vllm_engine, opened)
 
 
 def test_real_polisher_retries_with_feedback_under_a_budget_and_reruns_from_the_cache(real_polish):
-    cfg, tmp_path, opened = real_polish
+    cfg, tmp_path, opened, opener = real_polish
 
-    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+    stats = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet", opener=opener)
 
     (engine,) = opened
     rows = rows_by_id(tmp_path / "p.parquet")
@@ -357,7 +356,7 @@ def test_real_polisher_retries_with_feedback_under_a_budget_and_reruns_from_the_
         f[0].startswith("budget: cut") for t in ("a", "b") for f in rows[t]["polish_attempt_failed"] if f
     )
 
-    again = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet")
+    again = run_polish(cfg, tmp_path / "t.parquet", tmp_path / "p.parquet", opener=opener)
 
     assert len(opened) == 1  # every attempt came from the response cache: the engine never opened
     assert again["engines"]["local"]["cache_hits"] == len(engine.requests)

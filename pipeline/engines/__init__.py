@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipeline.engines.base import Completion, Engine, EngineSettings, EngineStats, Request
@@ -10,6 +10,7 @@ from pipeline.engines.cache import CachedEngine, ResponseCache
 
 
 def open_engine(settings: EngineSettings) -> Engine:
+    """The engine the settings name: vLLM in-process, or an OpenAI-compatible endpoint."""
     if settings.kind == "vllm":
         from pipeline.engines.vllm_engine import VLLMEngine
 
@@ -19,6 +20,9 @@ def open_engine(settings: EngineSettings) -> Engine:
 
         return OpenAIEngine(settings)
     raise ValueError(f"unknown engine kind {settings.kind!r}")
+
+
+Opener = Callable[[EngineSettings], Engine]
 
 
 def cache_path(output: str | Path) -> Path:
@@ -31,18 +35,24 @@ class EnginePool:
     """Opens each named engine once (a policy and a critic on one model share it), behind the
     response cache when one is given; engines open lazily, on the first request the cache misses."""
 
-    def __init__(self, settings: dict[str, EngineSettings], cache: str | Path | None = None):
+    def __init__(
+        self,
+        settings: dict[str, EngineSettings],
+        cache: str | Path | None = None,
+        opener: Opener = open_engine,
+    ):
         self.settings = settings
         self.cache = ResponseCache(cache) if cache is not None else None
+        self.opener = opener  # settings -> engine; tests hand in a scripted or shared one
         self.open: dict[str, Engine] = {}
 
     def get(self, name: str) -> Engine:
         if name not in self.open:
             s = self.settings[name]
             if self.cache is None:
-                self.open[name] = open_engine(s)
+                self.open[name] = self.opener(s)
             else:
-                self.open[name] = CachedEngine(s.model, lambda: open_engine(s), self.cache)
+                self.open[name] = CachedEngine(s.model, lambda: self.opener(s), self.cache)
         return self.open[name]
 
     def stats(self, names: Iterable[str]) -> dict[str, dict]:

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import SCORER_SECTION, Config, ConfigError
-from pipeline.engines import EnginePool, cache_path
+from pipeline.engines import EnginePool, Opener, cache_path, open_engine
 from pipeline.engines.seeds import request_seed
 from pipeline.eval.metrics import Judged, judged_figures, threshold_sweep
 from pipeline.eval.page import eval_page
@@ -118,7 +118,7 @@ def _step_key(item: StepToScore) -> tuple:
     return (item.problem, item.reference, item.previous, item.step)
 
 
-def run_eval_scorer(cfg: Config, out_dir: str | Path) -> dict:
+def run_eval_scorer(cfg: Config, out_dir: str | Path, opener: Opener = open_engine) -> dict:
     """Write out_dir/judgements.parquet, rejects.parquet, summary.json, index.html; return the summary."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -138,7 +138,7 @@ def run_eval_scorer(cfg: Config, out_dir: str | Path) -> dict:
     rows: list[dict] = []
     results: dict[str, dict] = {}
     with (
-        EnginePool(cfg.engines, cache_path(judgements_path)) as pool,
+        EnginePool(cfg.engines, cache_path(judgements_path), opener) as pool,
         AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
     ):
         for unit in evaluated(cfg):

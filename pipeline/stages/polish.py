@@ -9,13 +9,15 @@ from pathlib import Path
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import Config
-from pipeline.engines import EnginePool, cache_path
+from pipeline.engines import EnginePool, Opener, cache_path, open_engine
 from pipeline.io.tables import POLISHED_SCHEMA, THOUGHT_SCHEMA, read_table, write_stats, write_table
 from pipeline.polish.budget import TokenCounter, token_budget
 from pipeline.polish.rounds import Journey, Rounds, attempt_stats, polished_row, unpolished_row
 
 
-def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> dict:
+def run_polish(
+    cfg: Config, thoughts_path: str | Path, out_path: str | Path, opener: Opener = open_engine
+) -> dict:
     start = time.perf_counter()
     rows = read_table(thoughts_path, THOUGHT_SCHEMA).to_pylist()
     p = cfg.polish
@@ -33,7 +35,7 @@ def run_polish(cfg: Config, thoughts_path: str | Path, out_path: str | Path) -> 
             budget = token_budget(raw_tokens, p.budget_factor, p.budget_margin, p.max_tokens)
             journeys.append(Journey(r, raw_tokens, budget))
         with (
-            EnginePool(cfg.engines, cache_path(out_path)) as pool,
+            EnginePool(cfg.engines, cache_path(out_path), opener) as pool,
             AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
         ):
             engine = pool.get(p.engine)

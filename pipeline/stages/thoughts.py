@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from pipeline.answers import AnswerChecker
 from pipeline.config import Config
-from pipeline.engines import EnginePool, cache_path, merge_engine_stats
+from pipeline.engines import EnginePool, Opener, cache_path, merge_engine_stats, open_engine
 from pipeline.io.tables import (
     NODE_SCHEMA,
     PROBLEM_SCHEMA,
@@ -72,6 +72,7 @@ def run_method(
     problems_path: str | Path,
     out_path: str | Path,
     trees_path: str | Path | None = None,
+    opener: Opener = open_engine,
 ) -> dict:
     """One method's thoughts for one shard: tree from the trees shard, the others from the problems."""
     module = method_module(method)  # unknown names fail here, before any model loads
@@ -82,7 +83,7 @@ def run_method(
     start = time.perf_counter()
     problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
     with (
-        EnginePool(cfg.engines, cache_path(out_path)) as pool,
+        EnginePool(cfg.engines, cache_path(out_path), opener) as pool,
         AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
     ):
         rows, stats = module.build(cfg, problems, pool, checker)

@@ -9,18 +9,20 @@ from pathlib import Path
 from pipeline.answers import AnswerChecker
 from pipeline.answers.judge import AnswerJudge
 from pipeline.config import Config
-from pipeline.engines import EnginePool, cache_path
+from pipeline.engines import EnginePool, Opener, cache_path, open_engine
 from pipeline.io.tables import NODE_SCHEMA, PROBLEM_SCHEMA, read_table, write_stats, write_table
 from pipeline.placement import stage_engines
 from pipeline.scorers import make_scorer
 from pipeline.search.builder import TreeBuilder, tree_stats
 
 
-def run_trees(cfg: Config, problems_path: str | Path, out_path: str | Path) -> dict:
+def run_trees(
+    cfg: Config, problems_path: str | Path, out_path: str | Path, opener: Opener = open_engine
+) -> dict:
     start = time.perf_counter()
     problems = read_table(problems_path, PROBLEM_SCHEMA).to_pylist()
     with (
-        EnginePool(cfg.engines, cache_path(out_path)) as pool,
+        EnginePool(cfg.engines, cache_path(out_path), opener) as pool,
         AnswerChecker(cfg.answer_check.workers, cfg.answer_check.timeout_s) as checker,
     ):
         policy = pool.get(cfg.policy.engine)
