@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,6 +55,33 @@ THOUGHT_SCHEMA = pa.schema(
         ("engine_tokens", pa.int64()),  # engine tokens spent building this thought (tree: 0, paid in trees)
     ]
 )
+
+
+@dataclass
+class ThoughtRow:
+    """One row of THOUGHT_SCHEMA, as every thoughts method builds it; n_steps comes from the steps."""
+
+    problem_id: str
+    thought_id: str
+    kind: str
+    problem: str
+    reference: str
+    text: str
+    steps: list[str]
+    answer: str | None
+    seed: int
+    method: str
+    correct: bool
+    n_backtracks: int = 0
+    n_reflections: int = 0
+    engine_tokens: int = 0
+    visits: list[int] = field(default_factory=list)  # the walk on the tree; empty without a tree
+    shortcut: list[int] = field(default_factory=list)
+
+    def as_row(self) -> dict:
+        row = {**asdict(self), "n_steps": len(self.steps)}
+        return {name: row[name] for name in THOUGHT_SCHEMA.names}
+
 
 POLISHED_SCHEMA = pa.schema(
     list(THOUGHT_SCHEMA)

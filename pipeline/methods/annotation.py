@@ -18,6 +18,7 @@ from collections import Counter
 from pipeline.answers import AnswerChecker, extract_boxed
 from pipeline.config import Config
 from pipeline.engines import Completion, EnginePool
+from pipeline.io.tables import ThoughtRow
 from pipeline.methods.annotation_notes import Notes, match_notes, read_notes
 from pipeline.polish.feedback import quote_steps
 from pipeline.polish.guard import GuardResult, missing_steps, out_of_order
@@ -90,25 +91,22 @@ def _thought_row(j: Journey, seed: int) -> dict:
     text = last.text.strip()
     steps = [s.strip() for s in text.split("\n\n") if s.strip()]
     r = j.row
-    return {
-        "problem_id": r["problem_id"],
-        "thought_id": r["thought_id"],
-        "kind": "journey",
-        "problem": r["problem"],
-        "reference": r["reference"],
-        "text": text,
-        "steps": steps,
-        "visits": [],
-        "shortcut": [],
-        "n_steps": len(steps),
-        "n_backtracks": r["n_backtracks"],
-        "answer": extract_boxed(text),
-        "seed": seed,
-        "method": "annotation",
-        "n_reflections": r["n_backtracks"],
-        "correct": j.passed,
-        "engine_tokens": sum(a.tokens for a in j.attempts),
-    }
+    return ThoughtRow(
+        problem_id=r["problem_id"],
+        thought_id=r["thought_id"],
+        kind="journey",
+        problem=r["problem"],
+        reference=r["reference"],
+        text=text,
+        steps=steps,
+        answer=extract_boxed(text),
+        seed=seed,
+        method="annotation",
+        correct=j.passed,
+        n_backtracks=r["n_backtracks"],
+        n_reflections=r["n_backtracks"],
+        engine_tokens=sum(a.tokens for a in j.attempts),
+    ).as_row()
 
 
 def build(

@@ -13,6 +13,7 @@ from pipeline.answers import AnswerChecker, extract_final_answer
 from pipeline.config import Config
 from pipeline.engines import EnginePool, Request
 from pipeline.engines.seeds import request_seed
+from pipeline.io.tables import ThoughtRow
 from pipeline.prompts import PolicyPrompt
 
 READS = "problems"  # built from the shard's problems, through the engines
@@ -50,27 +51,21 @@ def build(
                 continue
             text = comp.text.strip()
             steps = [s.strip() for s in text.split(delimiter) if s.strip()]
-            rows.append(
-                {
-                    "problem_id": p["problem_id"],
-                    "thought_id": f"{p['problem_id']}/outcome-{i}",
-                    "kind": "solution",
-                    "problem": p["problem"],
-                    "reference": p["answer"],
-                    "text": text,
-                    "steps": steps,
-                    "visits": [],
-                    "shortcut": [],
-                    "n_steps": len(steps),
-                    "n_backtracks": 0,
-                    "answer": extract_final_answer(text, cfg.answer_check.unboxed),
-                    "seed": cfg.seed,
-                    "method": "outcome",
-                    "n_reflections": 0,
-                    "correct": False,
-                    "engine_tokens": comp.tokens,
-                }
+            row = ThoughtRow(
+                problem_id=p["problem_id"],
+                thought_id=f"{p['problem_id']}/outcome-{i}",
+                kind="solution",
+                problem=p["problem"],
+                reference=p["answer"],
+                text=text,
+                steps=steps,
+                answer=extract_final_answer(text, cfg.answer_check.unboxed),
+                seed=cfg.seed,
+                method="outcome",
+                correct=False,
+                engine_tokens=comp.tokens,
             )
+            rows.append(row.as_row())
     answered = [r for r in rows if r["answer"] is not None]
     for r, ok in zip(answered, checker.check([(r["reference"], r["answer"]) for r in answered])):
         r["correct"] = ok

@@ -18,6 +18,7 @@ from pipeline.answers import extract_boxed
 from pipeline.engines import Engine, Request
 from pipeline.engines.base import generate_async
 from pipeline.engines.seeds import request_seed
+from pipeline.io.tables import ThoughtRow
 from pipeline.progress import Progress
 from pipeline.prompts import PolicyPrompt
 
@@ -183,25 +184,22 @@ def last_answer(t: Transcript) -> str | None:
 
 def thought_row(t: Transcript, method: str) -> dict:
     steps = [p.text for p in t.paragraphs if p.kind == STEP]
-    return {
-        "problem_id": t.problem_id,
-        "thought_id": f"{t.problem_id}/{method}/journey-0",
-        "kind": "journey",
-        "problem": t.problem["problem"],
-        "reference": t.problem["answer"],
-        "text": "\n\n".join(p.text for p in t.paragraphs),
-        "steps": steps,
-        "visits": [],  # no tree behind these thoughts
-        "shortcut": [],
-        "n_steps": len(steps),
-        "n_backtracks": t.n_backtracks,
-        "answer": t.answer,
-        "seed": t.seed,
-        "method": method,
-        "n_reflections": t.n_reflections,
-        "correct": t.correct,
-        "engine_tokens": t.tokens,
-    }
+    return ThoughtRow(
+        problem_id=t.problem_id,
+        thought_id=f"{t.problem_id}/{method}/journey-0",
+        kind="journey",
+        problem=t.problem["problem"],
+        reference=t.problem["answer"],
+        text="\n\n".join(p.text for p in t.paragraphs),
+        steps=steps,
+        answer=t.answer,
+        seed=t.seed,
+        method=method,
+        correct=t.correct,
+        n_backtracks=t.n_backtracks,
+        n_reflections=t.n_reflections,
+        engine_tokens=t.tokens,
+    ).as_row()
 
 
 def method_stats(transcripts: list[Transcript], counts: Counter) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pipeline.answers import extract_boxed
 from pipeline.config import Config
+from pipeline.io.tables import ThoughtRow
 from trees.derive import Thought, Transitions, derive_thoughts
 from trees.model import Tree
 
@@ -13,25 +14,23 @@ READS = "trees"  # the thoughts stage hands this method the shard's trees, not a
 
 def thought_row(thought: Thought, index: int, problem: str, reference: str) -> dict:
     steps = thought.steps
-    return {
-        "problem_id": thought.problem_id,
-        "thought_id": f"{thought.problem_id}/{thought.kind}-{index}",
-        "kind": thought.kind,
-        "problem": problem,
-        "reference": reference,
-        "text": thought.text,
-        "steps": steps,
-        "visits": thought.visits,
-        "shortcut": thought.shortcut,
-        "n_steps": len(steps),
-        "n_backtracks": thought.n_backtracks,
-        "answer": extract_boxed(steps[-1]) if steps else None,
-        "seed": thought.seed,
-        "method": "tree",
-        "n_reflections": thought.n_backtracks,  # each backtrack leaves the detour with one reflection
-        "correct": True,  # the walk ends at a verified correct leaf
-        "engine_tokens": 0,  # the tree's tokens are counted by the trees stage
-    }
+    return ThoughtRow(
+        problem_id=thought.problem_id,
+        thought_id=f"{thought.problem_id}/{thought.kind}-{index}",
+        kind=thought.kind,
+        problem=problem,
+        reference=reference,
+        text=thought.text,
+        steps=steps,
+        answer=extract_boxed(steps[-1]) if steps else None,
+        seed=thought.seed,
+        method="tree",
+        correct=True,  # the walk ends at a verified correct leaf
+        n_backtracks=thought.n_backtracks,
+        n_reflections=thought.n_backtracks,  # each backtrack leaves the detour with one reflection
+        visits=thought.visits,
+        shortcut=thought.shortcut,
+    ).as_row()  # engine_tokens 0: the tree's tokens are counted by the trees stage
 
 
 def configured_thoughts(tree: Tree, cfg: Config, transitions: Transitions) -> list[Thought]:
