@@ -11,7 +11,7 @@ from pipeline import config as config_mod
 from pipeline.termination import cancellable
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -166,101 +166,149 @@ def _train(args) -> int:
     return 0
 
 
+class _Refused(Exception):
+    """A command that cannot run as asked: the message goes to stderr, `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _report(args) -> int:
+    from pipeline.report import RunFilesError, compare_runs, run_report
+
+    try:
+        stats = (
+            compare_runs(*args.compare, args.out_dir)
+            if args.compare
+            else run_report(args.run_dir, args.out_dir)
+        )
+    except RunFilesError as exc:
+        raise _Refused(str(exc)) from None
+    print(json.dumps(stats))
+    return 0
+
+
+def _inspect(args) -> int:
+    import pyarrow.parquet as pq
+
+    from trees.render import summarize_table
+
+    print(summarize_table(pq.read_table(args.path), args.rows))
+    return 0
+
+
+def _prepare_model(args) -> int:
+    from pipeline.model_files import EMBEDDED_MODEL, resolve_model
+
+    print(resolve_model(EMBEDDED_MODEL))
+    return 0
+
+
+# Commands that need no config: each prints its own result and returns the exit status.
+TOOLS = {
+    "show-tree": _show_tree,
+    "report": _report,
+    "graph": _graph,
+    "train": _train,
+    "inspect": _inspect,
+    "prepare-model": _prepare_model,
+}
+
+
+def _check_config(cfg, args) -> None:
+    print(json.dumps(cfg.raw, indent=2))
+
+
+def _problems(cfg, args) -> dict:
+    from pipeline.stages.problems import run_problems
+
+    return run_problems(cfg, args.out_dir)
+
+
+def _trees(cfg, args) -> dict:
+    from pipeline.stages.trees import run_trees
+
+    return run_trees(cfg, args.problems, args.out)
+
+
+def _thoughts(cfg, args) -> dict:
+    from pipeline.methods import METHODS, method_module
+    from pipeline.stages.thoughts import run_method
+
+    if args.method not in METHODS:
+        raise _Refused(f"unknown method {args.method!r} (known: {', '.join(METHODS)})")
+    if method_module(args.method).READS == "trees" and not args.trees:
+        raise _Refused(f"method {args.method} reads the shard's trees: give --trees")
+    return run_method(cfg, args.method, args.problems, args.out, args.trees)
+
+
+def _merge_thoughts(cfg, args) -> dict:
+    from pipeline.stages.thoughts import merge_thoughts
+
+    parts = dict(part.split("=", 1) for part in args.parts if "=" in part)
+    if len(parts) != len(args.parts):
+        raise _Refused("--parts takes METHOD=PATH pairs, each method once")
+    return merge_thoughts(cfg, parts, args.out)
+
+
+def _eval_scorer(cfg, args) -> dict:
+    from pipeline.stages.eval_scorer import run_eval_scorer
+
+    try:
+        return run_eval_scorer(cfg, args.out_dir)
+    except config_mod.ConfigError as exc:
+        raise _Refused(str(exc)) from None
+
+
+def _polish(cfg, args) -> dict:
+    from pipeline.stages.polish import run_polish
+
+    return run_polish(cfg, args.thoughts, args.out)
+
+
+def _export(cfg, args) -> dict:
+    from pipeline.stages.export import run_export
+    from pipeline.yield_report import YieldError
+
+    try:
+        return run_export(cfg, args.polished, args.trees, args.problems, args.out_dir)
+    except YieldError as exc:
+        raise _Refused(str(exc), code=1) from None
+
+
+# Commands on a config: each returns its stats, whose flat figures are printed as one JSON line.
+STAGES = {
+    "check-config": _check_config,
+    "problems": _problems,
+    "trees": _trees,
+    "thoughts": _thoughts,
+    "merge-thoughts": _merge_thoughts,
+    "eval-scorer": _eval_scorer,
+    "polish": _polish,
+    "export": _export,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with cancellable():
-        return _run(args)
+        try:
+            return _run(args)
+        except _Refused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.code
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "show-tree":
-        return _show_tree(args)
-    if args.command == "report":
-        from pipeline.report import RunFilesError, compare_runs, run_report
-
-        try:
-            if args.compare:
-                stats = compare_runs(*args.compare, args.out_dir)
-            else:
-                stats = run_report(args.run_dir, args.out_dir)
-        except RunFilesError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(json.dumps(stats))
-        return 0
-    if args.command == "graph":
-        return _graph(args)
-    if args.command == "train":
-        return _train(args)
-    if args.command == "inspect":
-        import pyarrow.parquet as pq
-
-        from trees.render import summarize_table
-
-        print(summarize_table(pq.read_table(args.path), args.rows))
-        return 0
-    if args.command == "prepare-model":
-        from pipeline.model_files import EMBEDDED_MODEL, resolve_model
-
-        print(resolve_model(EMBEDDED_MODEL))
-        return 0
+    if args.command in TOOLS:
+        return TOOLS[args.command](args)
     try:
         cfg = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "check-config":
-        print(json.dumps(cfg.raw, indent=2))
-        return 0
-    if args.command == "problems":
-        from pipeline.stages.problems import run_problems
-
-        stats = run_problems(cfg, args.out_dir)
-    elif args.command == "trees":
-        from pipeline.stages.trees import run_trees
-
-        stats = run_trees(cfg, args.problems, args.out)
-    elif args.command == "thoughts":
-        from pipeline.methods import METHODS, method_module
-        from pipeline.stages.thoughts import run_method
-
-        if args.method not in METHODS:
-            print(f"error: unknown method {args.method!r} (known: {', '.join(METHODS)})", file=sys.stderr)
-            return 2
-        if method_module(args.method).READS == "trees" and not args.trees:
-            print(f"error: method {args.method} reads the shard's trees: give --trees", file=sys.stderr)
-            return 2
-        stats = run_method(cfg, args.method, args.problems, args.out, args.trees)
-    elif args.command == "merge-thoughts":
-        from pipeline.stages.thoughts import merge_thoughts
-
-        parts = dict(part.split("=", 1) for part in args.parts if "=" in part)
-        if len(parts) != len(args.parts):
-            print("error: --parts takes METHOD=PATH pairs, each method once", file=sys.stderr)
-            return 2
-        stats = merge_thoughts(cfg, parts, args.out)
-    elif args.command == "eval-scorer":
-        from pipeline.stages.eval_scorer import run_eval_scorer
-
-        try:
-            stats = run_eval_scorer(cfg, args.out_dir)
-        except config_mod.ConfigError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    elif args.command == "polish":
-        from pipeline.stages.polish import run_polish
-
-        stats = run_polish(cfg, args.thoughts, args.out)
-    else:
-        from pipeline.stages.export import run_export
-        from pipeline.yield_report import YieldError
-
-        try:
-            stats = run_export(cfg, args.polished, args.trees, args.problems, args.out_dir)
-        except YieldError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    summary = {k: v for k, v in stats.items() if not isinstance(v, (dict, list))}
-    print(json.dumps(summary))
+        raise _Refused(str(exc)) from None
+    stats = STAGES[args.command](cfg, args)
+    if stats is not None:
+        print(json.dumps({k: v for k, v in stats.items() if not isinstance(v, (dict, list))}))
     return 0

@@ -191,3 +191,13 @@ def test_schema_enums_are_the_registries():
 
 def test_the_shipped_config_loads():
     assert load().run
+
+
+def test_every_cli_command_has_one_handler():
+    import argparse
+
+    from pipeline import cli
+
+    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert not set(cli.TOOLS) & set(cli.STAGES)
+    assert set(sub.choices) == set(cli.TOOLS) | set(cli.STAGES)
