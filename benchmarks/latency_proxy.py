@@ -15,42 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import httpx
 
-from pipeline.testing.proxy import read_request, run_until_cancelled, send
-from pipeline.testing.vllm_server import free_port
+from pipeline.testing.proxy import LocalProxy, read_request, send
 
 # The headers a client's request keeps on its way upstream, and a reply's on its way back.
 FORWARD_REQUEST = ("authorization", "content-type", "accept")
 FORWARD_REPLY = ("content-type",)
 
 
-class LatencyProxy:
+class LatencyProxy(LocalProxy):
     """Forwards each request to `upstream` after `delay_s`; counts the calls, by method and path."""
 
     def __init__(self, upstream: str, delay_s: float):
-        parts = urlsplit(upstream)
-        self.upstream = f"{parts.scheme}://{parts.netloc}"
-        self.path_prefix = parts.path.rstrip("/")
+        super().__init__(upstream)
         self.delay_s = delay_s
-        self.port = free_port()
         self.calls = 0  # requests forwarded (or failed upstream), every path
         self.by_path: Counter = Counter()  # "POST /v1/chat/completions" -> calls
         self.upstream_errors = 0
-        self._client: httpx.AsyncClient | None = None
 
-    @property
-    def url(self) -> str:
-        """The proxy's base URL, with the upstream's path (".../v1")."""
-        return f"http://127.0.0.1:{self.port}{self.path_prefix}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             method, path, headers, body = await read_request(reader)
             self.calls += 1  # one event loop thread: no lock needed
@@ -58,7 +46,7 @@ class LatencyProxy:
             await asyncio.sleep(self.delay_s)
             forward = {k: v for k, v in headers.items() if k in FORWARD_REQUEST}
             try:
-                resp = await self._client.request(method, self.upstream + path, content=body, headers=forward)
+                resp = await self.client.request(method, self.upstream + path, content=body, headers=forward)
             except httpx.HTTPError as exc:
                 self.upstream_errors += 1
                 return await send(writer, 502, f'{{"error": "upstream: {type(exc).__name__}"}}'.encode())
@@ -68,41 +56,6 @@ class LatencyProxy:
             pass  # a client that hung up or sent no HTTP: nothing to answer
         finally:
             writer.close()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[LatencyProxy]:
-        """Serve in a thread of its own (its own event loop) until the block ends."""
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-        failed: list[BaseException] = []
-
-        async def serve() -> None:
-            self._client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=None))
-            try:
-                server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-            except OSError as exc:  # the port was taken between free_port() and here
-                failed.append(exc)
-                started.set()
-                await self._client.aclose()
-                return
-            started.set()
-            try:
-                async with server:
-                    await server.serve_forever()
-            finally:
-                await self._client.aclose()
-
-        thread = threading.Thread(target=run_until_cancelled, args=(loop, serve()), daemon=True)
-        thread.start()
-        if not started.wait(10):
-            raise RuntimeError("latency proxy did not start within 10 s")
-        if failed:
-            raise failed[0]
-        try:
-            yield self
-        finally:
-            loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
-            thread.join(10)
 
 
 @contextlib.contextmanager

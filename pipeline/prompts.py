@@ -41,10 +41,13 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def _require(data: dict, path: str, *keys: str) -> None:
+def _with_keys(path: str, *keys: str) -> dict:
+    """The prompt file, which must hold `keys`."""
+    data = load_yaml(path)
     for key in keys:
         if key not in data:
             raise ValueError(f"prompt file {path}: missing key {key!r}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,7 @@ class PolicyPrompt:
 
     def messages(self, problem: str, steps: list[str], delimiter: str) -> list[dict]:
         """Few-shot chat whose last assistant turn holds the steps so far, ready to continue."""
-        data = load_yaml(self.path)
-        _require(data, self.path, "system", "examples", "user")
+        data = _with_keys(self.path, "system", "examples", "user")
         msgs = [{"role": "system", "content": data["system"]}]
         for ex in data["examples"]:
             msgs.append({"role": "user", "content": fill(data["user"], problem=ex["problem"])})
@@ -70,8 +72,7 @@ class CriticPrompt:
     path: str
 
     def messages(self, problem: str, previous: list[str], step: str) -> list[dict]:
-        data = load_yaml(self.path)
-        _require(data, self.path, "system", "user", "schema")
+        data = _with_keys(self.path, "system", "user", "schema")
         prev = "\n".join(f"{i}. {s}" for i, s in enumerate(previous, 1)) or data.get(
             "no_previous_steps", "(none)"
         )
@@ -87,7 +88,6 @@ class PolishPrompt:
     path: str
 
     def messages(self, problem: str, thought: str) -> list[dict]:
-        data = load_yaml(self.path)
-        _require(data, self.path, "system", "user")
+        data = _with_keys(self.path, "system", "user")
         user = fill(data["user"], problem=problem, thought=thought)
         return [{"role": "system", "content": data["system"]}, {"role": "user", "content": user}]

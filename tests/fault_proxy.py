@@ -10,18 +10,13 @@ what really happened on the wire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
-import httpx
-
-from pipeline.testing.proxy import read_request, run_until_cancelled, send
-from pipeline.testing.vllm_server import free_port
+from pipeline.testing.proxy import LocalProxy, read_request, send
 
 # Faults a client should get over by retrying, and replies it must record as bad instead.
 TRANSIENT = ("timeout", "429", "500", "drop", "cut", "truncated_json")
@@ -40,13 +35,10 @@ def text_of(body: dict) -> str:
     return "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
 
 
-class FaultProxy:
+class FaultProxy(LocalProxy):
     def __init__(self, upstream: str, plan: Plan):
-        parts = urlsplit(upstream)
-        self.upstream = f"{parts.scheme}://{parts.netloc}"
-        self.path_prefix = parts.path
+        super().__init__(upstream)
         self.plan = plan
-        self.port = free_port()
         self.injected: Counter = Counter()  # injections, by fault
         self.faulted: dict[str, set[int]] = {}  # the distinct requests each fault was injected into
         self.forwarded = 0
@@ -58,11 +50,7 @@ class FaultProxy:
         """How many distinct requests got `fault`, however often each was sent."""
         return len(self.faulted.get(fault, ()))
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.path_prefix}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             method, path, lower, raw = await read_request(reader)
             if "authorization" in lower:
@@ -92,8 +80,7 @@ class FaultProxy:
         if fault in ("500", "500_always"):
             return await send(writer, 500, b'{"error": "internal error"}')
         forward = {k: v for k, v in headers.items() if k in ("authorization", "content-type")}
-        async with httpx.AsyncClient(timeout=None) as client:
-            resp = await client.request(method, self.upstream + path, content=raw, headers=forward)
+        resp = await self.client.request(method, self.upstream + path, content=raw, headers=forward)
         self.forwarded += 1
         content = resp.content
         if fault == "cut":  # the connection dies mid-body
@@ -103,26 +90,6 @@ class FaultProxy:
         if fault in BAD_CRITIC:
             content = _rewrite_content(content, fault)
         await send(writer, resp.status_code, content)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[FaultProxy]:
-        loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        async def serve() -> None:
-            server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-            started.set()
-            async with server:
-                await server.serve_forever()
-
-        thread = threading.Thread(target=lambda: run_until_cancelled(loop, serve()), daemon=True)
-        thread.start()
-        started.wait(10)
-        try:
-            yield self
-        finally:
-            loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
-            thread.join(10)
 
 
 def _rewrite_content(content: bytes, fault: str) -> bytes:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import ConfigError, EvalConfig
-from pipeline.io.records import Reject, check_utf8, load_records, reject_row
+from pipeline.io.records import Reject, check_utf8, checked_records, convert_rows, reject_row
 
 LAYOUT_FIELDS: dict[str, dict[str, str | None]] = {
     "processbench": {
@@ -252,25 +252,15 @@ def _tag_marks(parts: list[str], labelled: str) -> list[str] | None:
 def read_solutions(ec: EvalConfig) -> Loaded:
     """Every row of the source as a Solution or a reject; raises ConfigError naming the eval field
     when the source cannot be read or a mapped column is in no row."""
-    try:
-        columns, rows = load_records(ec.source, ec.subset, ec.split, where="eval.source")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"config field {exc}") from None
+    columns, rows = checked_records(ec.source, ec.subset, ec.split, where="eval.source")
     fm = field_map(ec)
     if columns:
         _check_columns(ec, fm, columns)
     layout = _layout(ec)
-    loaded = Loaded([], [], 0)
     seen: dict[str, int] = {}
-    for row in rows:
-        if ec.limit is not None and len(loaded.solutions) >= ec.limit:
-            break
-        loaded.rows_read += 1
-        try:
-            loaded.solutions.append(_solution(row, fm, layout, ec.group_by, seen))
-        except Reject as rej:
-            loaded.rejects.append(reject_row(row, rej))
-    return loaded
+    converted = convert_rows(rows, lambda row: _solution(row, fm, layout, ec.group_by, seen), ec.limit)
+    rejects = [reject_row(row, rej) for row, rej in converted.rejected]
+    return Loaded(converted.accepted, rejects, converted.rows_read)
 
 
 def _layout(ec: EvalConfig) -> Callable[[dict, dict], tuple[str, list[str], list[bool | None]]]:

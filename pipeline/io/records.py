@@ -13,12 +13,14 @@ import json
 import math
 import numbers
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+
+from pipeline.config import ConfigError
 
 RAW_CHARS = 2000  # how much of a rejected row's raw text its reject keeps
 WHOLE_ROW = "row"  # the reject's field when the row as a whole is unreadable
@@ -45,6 +47,29 @@ class Row:
     error: Reject | None = None
 
 
+@dataclass
+class Converted:
+    """Rows through a converter: what it accepted, what it refused (with the reason), rows read."""
+
+    accepted: list
+    rejected: list[tuple[Row, Reject]]
+    rows_read: int
+
+
+def convert_rows(rows: Iterable[Row], convert: Callable[[Row], Any], limit: int | None = None) -> Converted:
+    """Each row through `convert` (which raises Reject to refuse one) until `limit` are accepted."""
+    out = Converted([], [], 0)
+    for row in rows:
+        if limit is not None and len(out.accepted) >= limit:
+            break
+        out.rows_read += 1
+        try:
+            out.accepted.append(convert(row))
+        except Reject as rej:
+            out.rejected.append((row, rej))
+    return out
+
+
 def load_records(
     source: str, subset: str | None = None, split: str = "train", where: str = "problems.source"
 ) -> tuple[list[str], Iterable[Row]]:
@@ -65,6 +90,16 @@ def load_records(
     if path.is_dir() or not looks_like_file(source):
         return _load_hf(source, subset, split)
     raise FileNotFoundError(f"{where} {source!r}: no such file ({path.resolve()})")
+
+
+def checked_records(
+    source: str, subset: str | None = None, split: str = "train", where: str = "problems.source"
+) -> tuple[list[str], Iterable[Row]]:
+    """load_records for a config check: a source that cannot be read is the ConfigError naming `where`."""
+    try:
+        return load_records(source, subset, split, where)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"config field {exc}") from None
 
 
 def looks_like_file(source: str) -> bool:

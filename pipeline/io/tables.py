@@ -78,6 +78,16 @@ class ThoughtRow:
     visits: list[int] = field(default_factory=list)  # the walk on the tree; empty without a tree
     shortcut: list[int] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, problem: dict, **fields) -> ThoughtRow:
+        """A thought of `problem` (a row of PROBLEM_SCHEMA): its id, text and answer carried over."""
+        return cls(
+            problem_id=problem["problem_id"],
+            problem=problem["problem"],
+            reference=problem["answer"],
+            **fields,
+        )
+
     def as_row(self) -> dict:
         row = {**asdict(self), "n_steps": len(self.steps)}
         return {name: row[name] for name in THOUGHT_SCHEMA.names}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pipeline.config import AnnotationConfig, ConfigError
-from pipeline.io.records import Reject, load_records, reject_row, text_field
+from pipeline.io.records import Reject, checked_records, convert_rows, reject_row, text_field
 from pipeline.polish.guard import normalize
 
 LABELS = ("attempt", "reflection", "association", "correction", "fact", "answer")
@@ -92,21 +92,12 @@ def read_notes(ac: AnnotationConfig) -> Loaded:
         raise ConfigError(
             "config field annotation.fields: map id or problem (or both) to match rows to problems"
         )
-    try:
-        columns, rows = load_records(ac.source, ac.subset, ac.split, where="annotation.source")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"config field {exc}") from None
+    columns, rows = checked_records(ac.source, ac.subset, ac.split, where="annotation.source")
     if columns:
         _check_columns(ac, columns)
-    loaded = Loaded()
-    for row in rows:
-        loaded.rows_read += 1
-        try:
-            loaded.notes.append(_notes(row, ac))
-        except Reject as rej:
-            reject = reject_row(row, rej)
-            loaded.rejects.append({**reject, "raw": reject["raw"][:200]})
-    return loaded
+    converted = convert_rows(rows, lambda row: _notes(row, ac))
+    rejects = [reject_row(row, rej) for row, rej in converted.rejected]
+    return Loaded(converted.accepted, [{**r, "raw": r["raw"][:200]} for r in rejects], converted.rows_read)
 
 
 def _check_columns(ac: AnnotationConfig, columns: list[str]) -> None:

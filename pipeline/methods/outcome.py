@@ -51,12 +51,10 @@ def build(
                 continue
             text = comp.text.strip()
             steps = [s.strip() for s in text.split(delimiter) if s.strip()]
-            row = ThoughtRow(
-                problem_id=p["problem_id"],
+            row = ThoughtRow.of(
+                p,
                 thought_id=f"{p['problem_id']}/outcome-{i}",
                 kind="solution",
-                problem=p["problem"],
-                reference=p["answer"],
                 text=text,
                 steps=steps,
                 answer=extract_final_answer(text, cfg.answer_check.unboxed),

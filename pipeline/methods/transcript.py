@@ -184,12 +184,10 @@ def last_answer(t: Transcript) -> str | None:
 
 def thought_row(t: Transcript, method: str) -> dict:
     steps = [p.text for p in t.paragraphs if p.kind == STEP]
-    return ThoughtRow(
-        problem_id=t.problem_id,
+    return ThoughtRow.of(
+        t.problem,
         thought_id=f"{t.problem_id}/{method}/journey-0",
         kind="journey",
-        problem=t.problem["problem"],
-        reference=t.problem["answer"],
         text="\n\n".join(p.text for p in t.paragraphs),
         steps=steps,
         answer=t.answer,

@@ -12,14 +12,13 @@ from trees.model import Tree
 READS = "trees"  # the thoughts stage hands this method the shard's trees, not an engine pool
 
 
-def thought_row(thought: Thought, index: int, problem: str, reference: str) -> dict:
+def thought_row(thought: Thought, index: int, problem: dict) -> dict:
+    """The thoughts-table row of the index-th thought of its kind on `problem`'s tree."""
     steps = thought.steps
-    return ThoughtRow(
-        problem_id=thought.problem_id,
+    return ThoughtRow.of(
+        problem,
         thought_id=f"{thought.problem_id}/{thought.kind}-{index}",
         kind=thought.kind,
-        problem=problem,
-        reference=reference,
         text=thought.text,
         steps=steps,
         answer=extract_boxed(steps[-1]) if steps else None,

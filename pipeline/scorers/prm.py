@@ -60,11 +60,7 @@ class MathShepherdPRM:
     rule = "score"
 
     def __init__(self, engine: NextTokenEngine, cfg: PRMConfig):
-        self.engine = engine
-        self.step_tag = cfg.step_tag
-        self.good = cfg.good
-        self.bad = cfg.bad
-        self.threshold = cfg.threshold
+        self.engine, self.cfg = engine, cfg
 
     def prompt(self, item: StepToScore) -> str:
         """The path up to the newest step, every step closed by the tag.
@@ -72,14 +68,19 @@ class MathShepherdPRM:
         >>> MathShepherdPRM(None, PRMConfig()).prompt(StepToScore("What is 2 + 3?", "5", ("We add.",), "2 + 3 = 5."))
         'What is 2 + 3? We add. ки\\n2 + 3 = 5. ки'
         """
-        steps = "\n".join(f"{s} {self.step_tag}" for s in (*item.previous, item.step))
+        steps = "\n".join(f"{s} {self.cfg.step_tag}" for s in (*item.previous, item.step))
         return f"{item.problem} {steps}"
 
     def score(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
         if not items:
             return [], 0
-        logprobs = self.engine.next_token_logprobs([self.prompt(i) for i in items], [self.good, self.bad])
-        return [_verdict(two_way_softmax(lp[self.good], lp[self.bad]), self.threshold) for lp in logprobs], 0
+        logprobs = self.engine.next_token_logprobs(
+            [self.prompt(i) for i in items], [self.cfg.good, self.cfg.bad]
+        )
+        return [
+            _verdict(two_way_softmax(lp[self.cfg.good], lp[self.cfg.bad]), self.cfg.threshold)
+            for lp in logprobs
+        ], 0
 
 
 class QwenPRM:
@@ -90,12 +91,10 @@ class QwenPRM:
     rule = "score"
 
     def __init__(self, engine: TokenClassifyEngine, cfg: PRMConfig):
-        self.engine = engine
-        self.separator = cfg.separator
-        self.threshold = cfg.threshold
+        self.engine, self.cfg = engine, cfg
 
     def prompt(self, item: StepToScore) -> str:
-        steps = "".join(s + self.separator for s in (*item.previous, item.step))
+        steps = "".join(s + self.cfg.separator for s in (*item.previous, item.step))
         messages = [
             {"role": "system", "content": QWEN_PRM_SYSTEM},
             {"role": "user", "content": item.problem},
@@ -108,5 +107,5 @@ class QwenPRM:
     def score(self, items: Sequence[StepToScore]) -> tuple[list[StepScore], int]:
         if not items:
             return [], 0
-        rows = self.engine.token_label_probs([self.prompt(i) for i in items], self.separator)
-        return [_verdict(r[-1][1], self.threshold) for r in rows], 0
+        rows = self.engine.token_label_probs([self.prompt(i) for i in items], self.cfg.separator)
+        return [_verdict(r[-1][1], self.cfg.threshold) for r in rows], 0

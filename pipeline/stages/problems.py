@@ -24,6 +24,8 @@ from pipeline.io.records import (
     Reject,
     Row,
     check_utf8,
+    checked_records,
+    convert_rows,
     load_records,
     looks_like_file,
     reject_row,
@@ -125,10 +127,7 @@ def check_source(pc: ProblemsConfig) -> None:
     columns. Raises ConfigError with one line. Hugging Face ids are left to the problems job."""
     if not Path(pc.source).expanduser().is_file() and not looks_like_file(pc.source):
         return
-    try:
-        columns, _ = load_records(pc.source, pc.subset, pc.split)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"config field {exc}") from None
+    columns, _ = checked_records(pc.source, pc.subset, pc.split)
     if columns:
         _check_mapping(pc.fields, columns, pc.source)
 
@@ -148,21 +147,16 @@ def _check_mapping(fm: FieldMap, columns: list[str], source: str) -> None:
 
 
 def _validate(rows: Iterable[Row], pc: ProblemsConfig) -> _Outcome:
-    outcome = _Outcome()
     first_seen: dict[str, int] = {}
-    for row in rows:
-        if pc.limit is not None and len(outcome.problems) >= pc.limit:
-            break
-        outcome.rows_read += 1
-        try:
-            problem, read = _to_problem(row, pc, first_seen)
-        except Reject as rej:
-            outcome.rejects.append(reject_row(row, rej))
-            outcome.by_reason[f"{rej.field}: {rej.kind}"] += 1
-            outcome.unread += isinstance(rej.__cause__, UnreadableReference)
-        else:
-            outcome.problems.append(problem)
-            outcome.read_as[read] += 1
+    converted = convert_rows(rows, lambda row: _to_problem(row, pc, first_seen), pc.limit)
+    outcome = _Outcome(rows_read=converted.rows_read)
+    for problem, read in converted.accepted:
+        outcome.problems.append(problem)
+        outcome.read_as[read] += 1
+    for row, rej in converted.rejected:
+        outcome.rejects.append(reject_row(row, rej))
+        outcome.by_reason[f"{rej.field}: {rej.kind}"] += 1
+        outcome.unread += isinstance(rej.__cause__, UnreadableReference)
     return outcome
 
 

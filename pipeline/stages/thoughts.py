@@ -47,7 +47,7 @@ def run_thoughts(
             without_correct.append(tree.problem_id)
         per_kind: Counter = Counter()
         for thought in thoughts:
-            rows.append(thought_row(thought, per_kind[thought.kind], tree.problem, tree.reference))
+            rows.append(thought_row(thought, per_kind[thought.kind], problems[tree.problem_id]))
             per_kind[thought.kind] += 1
     write_table(rows, THOUGHT_SCHEMA, out_path)
     journeys = [r for r in rows if r["kind"] == "journey"]
