@@ -73,8 +73,8 @@ def convert_rows(rows: Iterable[Row], convert: Callable[[Row], Any], limit: int 
 def load_records(
     source: str, subset: str | None = None, split: str = "train", where: str = "problems.source"
 ) -> tuple[list[str], Iterable[Row]]:
-    """(column names, rows) of a local file or a Hub dataset. Every error's message starts with
-    `where`, the config field that named the source."""
+    """(column names, rows) of a local file or a Hub dataset; `where` names the config field that
+    named the source in the errors about the source itself."""
     path = Path(source).expanduser()
     if path.is_file():
         loader = _LOADERS.get(path.suffix.lower())
@@ -83,10 +83,7 @@ def load_records(
                 f"{where} {source!r}: unsupported file type {path.suffix!r} "
                 f"(expected {', '.join(_LOADERS)} or a Hugging Face dataset)"
             )
-        try:
-            return loader(path)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{where}: {exc}") from exc
+        return loader(path)
     if path.is_dir() or not looks_like_file(source):
         return _load_hf(source, subset, split)
     raise FileNotFoundError(f"{where} {source!r}: no such file ({path.resolve()})")
@@ -99,7 +96,8 @@ def checked_records(
     try:
         return load_records(source, subset, split, where)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"config field {exc}") from None
+        message = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+        raise ConfigError(f"config field {message}") from None
 
 
 def looks_like_file(source: str) -> bool:
