@@ -231,4 +231,9 @@ def write_json(path: str | Path, data: dict) -> None:
 
 
 def write_stats(output: str | Path, stats: dict) -> None:
-    write_json(stats_path(output), stats)
+    # Inside a SLURM job, its id: `sacct -j` then finds the log and resources of the job that wrote a
+    # shard (a list: stats merged from other jobs' keep theirs, and export's sum lists a stage's jobs).
+    job = os.environ.get("SLURM_JOB_ID")
+    write_json(
+        stats_path(output), {**stats, "slurm_jobs": [*stats.get("slurm_jobs", []), job]} if job else stats
+    )

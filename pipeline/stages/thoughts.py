@@ -109,6 +109,7 @@ def merge_thoughts(cfg: Config, parts: dict[str, str | Path], out_path: str | Pa
         "methods": per_method,
         "engines": merge_engine_stats(p.get("engines", {}) for p in per_method.values()),
         "wall_s": round(sum(p.get("wall_s", 0.0) for p in per_method.values()), 3),
+        "slurm_jobs": [j for p in per_method.values() for j in p.get("slurm_jobs", [])],
     }
     write_stats(out_path, stats)
     return stats
