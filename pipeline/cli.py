@@ -72,13 +72,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=3)
     from pipeline.model_files import EMBEDDED_MODEL
+    from pipeline.train import PAPER_STAGES
+    from pipeline.train import STAGES as TRAIN_STAGES
 
     p = sub.add_parser("train", help="TRL: SFT on shortcuts, then on journeys, then DPO on the pairs")
     p.add_argument("--sft-dir", required=True, help="a run's sft/ folder")
     p.add_argument("--out-dir", required=True, help="gets a model folder per stage and train.json")
     p.add_argument("--model", default=EMBEDDED_MODEL, help="HF folder or id; default: the embedded SmolLM2")
     p.add_argument(
-        "--stages", nargs="+", default=["shortcut", "journey", "dpo"], help="a subset, run in this order"
+        "--stages",
+        nargs="+",
+        default=list(PAPER_STAGES),
+        choices=list(TRAIN_STAGES),
+        help="run in the order shortcut, journey, dpo, step_dpo (DPO on sft/step_preference.parquet)",
     )
     p.add_argument("--max-steps", type=int, default=-1, help="per stage; -1: the paper's epochs (1, 3, 1)")
     p.add_argument("--batch-size", type=int, default=8, help="per device")

@@ -232,6 +232,8 @@ class PolishConfig:
 class ExportConfig:
     formats: list[str] = field(default_factory=lambda: list(FORMATS))
     pairs_per_problem: int = 5
+    step_pairs_per_problem: int = 8
+    step_pairs_per_node: int = 2
     revision_max_wrong: int = 4
     # stepwise labels: the pruning scorer's verdicts, a scorer in annotate, or tree (trees/values.py)
     step_labels: str = "pruning"

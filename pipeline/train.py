@@ -1,5 +1,6 @@
 """Train on an export with TRL, as the paper did: SFT on shortcuts, then SFT on journeys from that checkpoint,
-then DPO on the preference pairs from the journey checkpoint."""
+then DPO on the preference pairs from the journey checkpoint; on request, DPO on the step-level pairs
+(process-level DPO, the paper's next step) after that."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Stage -> the sft/ file it trains on, in the order the paper runs them; each starts from the one before.
-STAGES = {"shortcut": "shortcut.parquet", "journey": "journey.parquet", "dpo": "preference.parquet"}
+STAGES = {
+    "shortcut": "shortcut.parquet",
+    "journey": "journey.parquet",
+    "dpo": "preference.parquet",
+    "step_dpo": "step_preference.parquet",
+}
+PAIRS = ("dpo", "step_dpo")  # the stages that train on preference pairs
 # The paper's epochs: one over the shortcuts, three over the journeys (DPO: one); --max-steps overrides them.
-EPOCHS = {"shortcut": 1, "journey": 3, "dpo": 1}
+EPOCHS = {"shortcut": 1, "journey": 3, "dpo": 1, "step_dpo": 1}
+PAPER_STAGES = ("shortcut", "journey", "dpo")
 
 
 @dataclass
@@ -22,7 +30,7 @@ class TrainOptions:
     model: str
     sft_dir: Path
     out_dir: Path
-    stages: tuple[str, ...] = tuple(STAGES)
+    stages: tuple[str, ...] = PAPER_STAGES
     max_steps: int = -1
     batch_size: int = 8
     learning_rate: float | None = None  # None: TRL's default for the trainer (SFT 2e-5, DPO 1e-6)
@@ -85,14 +93,15 @@ def _trainer(opts: TrainOptions, stage: str, model: str, out: Path):
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     data = opts.sft_dir / STAGES[stage]
-    if stage == "dpo":
+    if stage in PAIRS:
         from datasets import load_dataset
         from trl import DPOConfig, DPOTrainer
 
         pairs = load_dataset("parquet", data_files=str(data), split="train")
         pairs = pairs.select_columns(["prompt", "chosen", "rejected"])
         args = DPOConfig(**_common(opts, stage, out))
-        return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer), "dpo"
+        trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
+        return trainer, "dpo"
     from trl import SFTConfig, SFTTrainer
 
     mode = loss_mode(tokenizer)

@@ -15,6 +15,7 @@ from pipeline.formats.paths import path_text, wrong_leaves
 from pipeline.formats.preference import preference_pairs
 from pipeline.formats.revision import REVISE, revision_rows
 from pipeline.formats.sft import o1_journey_row
+from pipeline.formats.step_preference import step_pairs
 from pipeline.formats.stepwise import stepwise_rows
 from pipeline.io.hub import LocalRepos, push_to_hub
 from pipeline.io.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, write_json, write_table
@@ -40,7 +41,7 @@ def tree(pid: str = "p") -> Tree:
             annotations=mc("incorrect" if correct is False else "correct"),
         )  # fmt: skip
 
-    return Tree(
+    t = Tree(
         pid,
         [
             Node(pid, 0, -1, 0, PROBLEM),
@@ -55,6 +56,8 @@ def tree(pid: str = "p") -> Tree:
         ],
         reference="4",
     )
+    assign_tree_values(t)  # as the trees stage stores them
+    return t
 
 
 def test_preference_pairs_pair_a_correct_leaf_with_a_wrong_leaf_of_the_same_tree_without_repeats():
@@ -124,6 +127,59 @@ def test_tree_labels_say_whether_a_verified_leaf_lies_beneath_each_step():
     assert rows[3]["labels"] == [True, False] and rows[2]["labels"] == [True, True]
     assert 8 not in rows and {r["label_source"] for r in rows.values()} == {"tree"}
     assert t.nodes[1].tree_value == 0.5 and t.nodes[0].tree_value == 2 / 6
+
+
+def test_soft_labels_are_each_steps_share_of_verified_leaves_beneath_it():
+    t = tree()
+    rows = {r["leaf_id"]: r for r in stepwise_rows(t)}
+    # Step 1 has one correct and one wrong answered leaf beneath it; each leaf is its own outcome.
+    assert rows[2]["soft_labels"] == [0.5, 1.0] and rows[3]["soft_labels"] == [0.5, 0.0]
+    assert rows[4]["soft_labels"] == [1.0] and rows[5]["soft_labels"] == [0.0]
+
+
+def test_step_pairs_compare_siblings_one_leading_to_a_verified_leaf_one_whose_paths_all_fail():
+    t = tree()
+    pairs = step_pairs(t, random.Random(0), per_tree=100, per_node=100)
+    # Root: steps 1 and 4 lead on, 5 and 6/7 (the same text) fail; under step 1: 2 leads on, 3 fails.
+    # Step 8 (nothing finished beneath it) is never rejected: it is not known to fail.
+    assert sorted((p["parent_id"], p["chosen_id"], p["rejected_id"]) for p in pairs) == [
+        (0, 1, 5), (0, 1, 6), (0, 4, 5), (0, 4, 6), (1, 2, 3),
+    ]  # fmt: skip
+    for p in pairs:
+        good, bad = t.nodes[p["chosen_id"]], t.nodes[p["rejected_id"]]
+        assert good.parent_id == bad.parent_id == p["parent_id"] and p["depth"] == good.depth == bad.depth
+        assert good.reaches_correct is True and bad.reaches_correct is False
+        assert p["prompt"] == [{"role": "user", "content": PROBLEM}]
+        prefix = path_text(t, p["parent_id"]) if p["parent_id"] else ""
+        assert p["prefix"] == prefix
+        for side, node in (("chosen", good), ("rejected", bad)):
+            # TRL's format: the path so far and the step, one assistant turn; the step's own columns.
+            assert p[side] == [
+                {"role": "assistant", "content": "\n\n".join(filter(None, [prefix, node.step]))}
+            ]
+            assert p[f"{side}_step"] == node.step and p[f"{side}_value"] == node.tree_value
+            assert p[f"{side}_verdict"] == node.verdict
+    assert {p["chosen_value"] for p in pairs} == {0.5, 1.0} and {p["rejected_value"] for p in pairs} == {0.0}
+
+
+def test_step_pairs_keep_to_their_caps_and_the_seed_draws_the_same_pairs():
+    t = tree()
+    two = step_pairs(t, random.Random(3), per_tree=100, per_node=1)
+    assert sorted(p["parent_id"] for p in two) == [0, 1]
+    capped = step_pairs(t, random.Random(3), per_tree=2, per_node=100)
+    assert len(capped) == 2 and capped == step_pairs(t, random.Random(3), per_tree=2, per_node=100)
+    keys = {
+        (p["chosen_step"], p["rejected_step"], p["prefix"]) for p in step_pairs(t, random.Random(4), 100, 100)
+    }
+    assert len(keys) == 5  # no duplicate pairs
+
+
+def test_no_step_pairs_in_a_tree_without_a_verified_leaf():
+    t = tree()
+    for n in t:
+        n.answer_correct = False if n.is_terminal else None
+    assign_tree_values(t)
+    assert step_pairs(t, random.Random(0), 100, 100) == []
 
 
 def test_revision_trajectories_end_with_the_correct_attempt_after_the_closest_wrong_one():
@@ -261,6 +317,7 @@ def test_export_writes_every_format_a_card_and_pushes_to_a_local_folder(small_ru
         "journey.parquet": 2,
         "shortcut.parquet": 2,
         "preference.parquet": 6,
+        "step_preference.parquet": 6,  # per tree: two at the root (per_node 2), one under step 1
         "stepwise.parquet": 12,
         "revision.parquet": 4,
         "o1_journey.parquet": 2,

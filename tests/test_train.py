@@ -1,5 +1,5 @@
-"""`python -m pipeline train`: two optimizer steps of each stage (SFT shortcut, SFT journey, DPO) on the
-embedded model, on CPU, from small files in the export's formats."""
+"""`python -m pipeline train`: two optimizer steps of each stage (SFT shortcut, SFT journey, DPO, step-level
+DPO) on the embedded model, on CPU, from small files in the export's formats."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ def sft_dir(tmp_path_factory) -> Path:
         for (q, a), s in zip(PROBLEMS, shortcut)
     ]
     _write(pairs, sft / "preference.parquet")
+    # Step pairs as the export writes them: the path so far, then a step that leads on or one that fails.
+    first = "Let me add the two numbers."
+    steps = [
+        {
+            "prompt": user(q),
+            "chosen": assistant(f"{first}\n\nThey make {a}, so \\boxed{{{a}}}."),
+            "rejected": assistant(f"{first}\n\nThey make {int(a) + 2}, so \\boxed{{{int(a) + 2}}}."),
+        }
+        for q, a in PROBLEMS
+    ]
+    _write(steps, sft / "step_preference.parquet")
     return sft
 
 
@@ -61,15 +72,17 @@ def test_two_steps_of_each_stage_write_checkpoints_with_finite_losses(sft_dir, t
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "train", "--sft-dir", str(sft_dir), "--out-dir", str(out),
-         "--max-steps", "2", "--batch-size", "2", "--max-length", "256"],
+         "--max-steps", "2", "--batch-size", "2", "--max-length", "256",
+         "--stages", "shortcut", "journey", "dpo", "step_dpo"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     stages = json.loads((out / "train.json").read_text())["stages"]
-    assert [s["stage"] for s in stages] == ["shortcut", "journey", "dpo"]
-    # Each stage starts from the one before: the paper's shortcut -> journey -> DPO.
+    assert [s["stage"] for s in stages] == ["shortcut", "journey", "dpo", "step_dpo"]
+    # Each stage starts from the one before: the paper's shortcut -> journey -> DPO, then step-level DPO.
     assert stages[0]["from"] == resolve_model(EMBEDDED_MODEL)
-    assert [s["from"] for s in stages[1:]] == [str(out / "shortcut"), str(out / "journey")]
+    assert [s["from"] for s in stages[1:]] == [str(out / s) for s in ("shortcut", "journey", "dpo")]
+    assert stages[3]["data"].endswith("step_preference.parquet") and stages[3]["rows"] == len(PROBLEMS)
     for s in stages:
         assert s["steps"] == 2 and len(s["losses"]) == 2, s
         assert all(math.isfinite(x) for x in s["losses"]) and s["seconds_per_step"] > 0
@@ -77,7 +90,7 @@ def test_two_steps_of_each_stage_write_checkpoints_with_finite_losses(sft_dir, t
         assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
         assert (folder / "tokenizer.json").is_file()
     # SmolLM2's template has no {% generation %} markers: SFT falls back to prompt-completion loss.
-    assert [s["loss_mode"] for s in stages] == ["completion", "completion", "dpo"]
+    assert [s["loss_mode"] for s in stages] == ["completion", "completion", "dpo", "dpo"]
     print("seconds per step:", {s["stage"]: s["seconds_per_step"] for s in stages})
 
 

@@ -255,6 +255,7 @@ def test_every_format_loads_with_datasets_and_trl_reads_it(run):
     for f, keys in [
         ("journey.parquet", {"text"}),
         ("preference.parquet", {"prompt", "chosen", "rejected"}),
+        ("step_preference.parquet", {"prompt", "chosen", "rejected"}),
         ("revision.parquet", {"prompt", "completion"}),
     ]:
         for row in data[f]:
@@ -278,8 +279,29 @@ def test_every_format_loads_with_datasets_and_trl_reads_it(run):
         for p in data["preference.parquet"]
     ]
     assert len(pairs) == len(set(pairs))
+    # Step pairs on the real trees: siblings, one leading to a verified leaf, one whose paths all fail.
+    for p in data["step_preference.parquet"]:
+        good, bad = nodes[p["problem_id"], p["chosen_id"]], nodes[p["problem_id"], p["rejected_id"]]
+        assert good["parent_id"] == bad["parent_id"] == p["parent_id"] and good["step"] != bad["step"]
+        assert good["reaches_correct"] is True and bad["reaches_correct"] is False
+        assert p["chosen"][0]["content"].endswith(good["step"]) and p["chosen_value"] == good["tree_value"]
+        assert p["chosen"][0]["content"].startswith(p["prefix"]) and p["rejected_value"] == 0.0
+    children: dict[tuple, list[dict]] = {}
+    for n in trees:
+        children.setdefault((n["problem_id"], n["parent_id"]), []).append(n)
+
+    def texts(kids: list[dict], reaches: bool) -> set[str]:
+        return {n["step"].strip() for n in kids if n["reaches_correct"] is reaches}
+
+    pairable = [
+        k
+        for k, kids in children.items()
+        if any(g != b for g in texts(kids, True) for b in texts(kids, False))
+    ]
+    assert bool(pairable) == bool(data["step_preference.parquet"].num_rows), pairable
     for r in data["stepwise.parquet"]:
-        assert len(r["labels"]) == len(r["completions"]) > 0 and r["label_source"] == "critic"
+        assert len(r["labels"]) == len(r["completions"]) == len(r["soft_labels"]) > 0
+        assert r["label_source"] == "critic" and all(v is None or 0 <= v <= 1 for v in r["soft_labels"])
     for r in data["revision.parquet"]:
         assert nodes[r["problem_id"], r["correct_leaf"]]["answer_correct"] is True
         assert r["n_wrong"] <= 4 and r["prompt"][-1]["role"] == "user"

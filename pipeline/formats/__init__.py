@@ -6,6 +6,7 @@ from __future__ import annotations
 FORMAT_FILES = {
     "sft": ("journey.parquet", "shortcut.parquet"),
     "preference": ("preference.parquet",),
+    "step_preference": ("step_preference.parquet",),
     "stepwise": ("stepwise.parquet",),
     "revision": ("revision.parquet",),
     "o1_journey": ("o1_journey.parquet",),

@@ -1,4 +1,5 @@
-"""Stepwise supervision (TRL `prompt, completions, labels`) from a tree's root-to-leaf paths."""
+"""Stepwise supervision (TRL `prompt, completions, labels`) from a tree's root-to-leaf paths, with the
+tree values beside the labels as soft Monte-Carlo labels."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def stepwise_rows(tree: Tree, source: str = PRUNING) -> list[dict]:
                 "prompt": tree.problem,
                 "completions": [n.step for n in nodes],
                 "labels": labels,
+                "soft_labels": [n.tree_value for n in nodes],
                 "problem_id": tree.problem_id,
                 "leaf_id": leaf,
                 "label_source": ",".join(dict.fromkeys(name for _, name in judged)),

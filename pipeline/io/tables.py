@@ -136,11 +136,33 @@ PREFERENCE_SCHEMA = pa.schema(
     ]
 )
 
+STEP_PREFERENCE_SCHEMA = pa.schema(
+    [
+        ("prompt", _MESSAGES),  # the problem
+        ("chosen", _MESSAGES),  # the path so far, then the step that leads to a verified correct leaf
+        ("rejected", _MESSAGES),  # the path so far, then a sibling step whose finished paths all fail
+        ("problem_id", pa.string()),
+        ("prefix", pa.string()),  # the path so far ("" at the root)
+        ("chosen_step", pa.string()),
+        ("rejected_step", pa.string()),
+        ("parent_id", pa.int64()),
+        ("depth", pa.int64()),  # of the two steps
+        ("chosen_id", pa.int64()),
+        ("rejected_id", pa.int64()),
+        ("chosen_value", pa.float64()),  # tree values: the share of verified correct leaves beneath
+        ("rejected_value", pa.float64()),
+        ("chosen_verdict", pa.string()),  # the pruning scorer's verdicts
+        ("rejected_verdict", pa.string()),
+    ]
+)
+
 STEPWISE_SCHEMA = pa.schema(
     [
         ("prompt", pa.string()),
         ("completions", pa.list_(pa.string())),
         ("labels", pa.list_(pa.bool_())),
+        # Monte-Carlo labels: each step's share of verified correct leaves beneath it (null: none finished)
+        ("soft_labels", pa.list_(pa.float64())),
         ("problem_id", pa.string()),
         ("leaf_id", pa.int64()),
         ("label_source", pa.string()),  # the scorer(s) whose verdicts became the labels
@@ -179,6 +201,7 @@ __all__ = [
     "SFT_SCHEMA",
     "SHAREGPT_SCHEMA",
     "STEPWISE_SCHEMA",
+    "STEP_PREFERENCE_SCHEMA",
     "THOUGHT_SCHEMA",
     "read_table",
     "stats_path",

@@ -17,6 +17,7 @@ from pipeline.formats.card import dataset_card
 from pipeline.formats.preference import outcome_pairs, preference_pairs
 from pipeline.formats.revision import revision_rows
 from pipeline.formats.sft import o1_journey_row, sft_row, sharegpt_info, sharegpt_row
+from pipeline.formats.step_preference import step_pairs
 from pipeline.formats.stepwise import stepwise_rows
 from pipeline.io.hub import push_to_hub, repos_for
 from pipeline.io.tables import (
@@ -28,6 +29,7 @@ from pipeline.io.tables import (
     REVISION_SCHEMA,
     SFT_SCHEMA,
     SHAREGPT_SCHEMA,
+    STEP_PREFERENCE_SCHEMA,
     STEPWISE_SCHEMA,
     read_table,
     stats_path,
@@ -37,6 +39,7 @@ from pipeline.io.tables import (
 )
 from pipeline.yield_report import check_min_yield, yield_lines, yield_report
 from trees.model import Tree, trees_from_table
+from trees.values import assign_tree_values
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,12 @@ def read_trees(trees_paths: list[Path], problems_paths: list[Path]) -> list[Tree
         for path in problems_paths
         for p in read_table(path, PROBLEM_SCHEMA).to_pylist()
     }
-    return [t for path in trees_paths for t in trees_from_table(read_table(path, NODE_SCHEMA), references)]
+    trees = [t for path in trees_paths for t in trees_from_table(read_table(path, NODE_SCHEMA), references)]
+    # The values follow from the checked answers: recomputed, so a trees file whose answers were checked
+    # again (or that another tool wrote) never gives step pairs or tree labels from stale values.
+    for t in trees:
+        assign_tree_values(t)
+    return trees
 
 
 def training_thoughts(rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -125,6 +133,16 @@ def format_tables(
             [p for t in trees for p in preference_pairs(t, _rng(cfg, t, "preference"), e.pairs_per_problem)]
             + outcome_pairs(thoughts, cfg.seed, cfg.outcome.pairs_per_problem),
             PREFERENCE_SCHEMA,
+        ),
+        "step_preference.parquet": lambda: (
+            [
+                p
+                for t in trees
+                for p in step_pairs(
+                    t, _rng(cfg, t, "step_preference"), e.step_pairs_per_problem, e.step_pairs_per_node
+                )
+            ],
+            STEP_PREFERENCE_SCHEMA,
         ),
         "stepwise.parquet": lambda: (
             [r for t in trees for r in stepwise_rows(t, e.step_labels)],
