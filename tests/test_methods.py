@@ -13,9 +13,10 @@ import yaml
 from pipeline.answers import AnswerChecker
 from pipeline.config import SCHEMA, ConfigError, load
 from pipeline.engines.base import Completion, EngineStats
+from pipeline.formats.build import training_thoughts
 from pipeline.io.tables import POLISHED_SCHEMA, PROBLEM_SCHEMA, THOUGHT_SCHEMA, read_table, write_table
 from pipeline.methods import METHODS, method_module
-from pipeline.stages.export import stage_stats, training_thoughts
+from pipeline.run_stats import stage_stats
 from pipeline.stages.polish import run_polish
 from pipeline.stages.thoughts import merge_thoughts, run_method
 from tests.conftest import EASY_PROBLEMS

@@ -16,11 +16,11 @@ from pipeline.answers import AnswerChecker
 from pipeline.config import ConfigError, load
 from pipeline.engines import EnginePool
 from pipeline.engines.base import Completion, EngineStats
+from pipeline.formats.build import format_tables
 from pipeline.formats.preference import outcome_pairs, preference_pairs
 from pipeline.io.tables import PREFERENCE_SCHEMA, THOUGHT_SCHEMA, write_table
 from pipeline.methods import annotation, method_module, outcome
 from pipeline.polish.rounds import attempt_seed
-from pipeline.stages.export import format_tables
 from tests.fake_engine import SharedEngine
 from trees.model import Node, Tree
 
