@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.costs import run_costs
 from pipeline.engines import merge_engine_stats
 from pipeline.io.tables import stats_path
 from trees.model import Tree
@@ -185,6 +186,7 @@ def run_stats(
             "polish": stages["polish"].get("wall_s"),
             "export": round(export_s, 3),
         },
+        "costs": run_costs(cfg.engines, stages, len(journeys)),
         "stages": stages,
         "exports": exports,
         "yield_report": report,

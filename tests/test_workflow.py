@@ -21,10 +21,14 @@ from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
 pytestmark = [pytest.mark.snakemake, pytest.mark.vllm]
 
 
+# Example prices (USD per million tokens) on the embedded model, so the run's costs can be checked.
+PRICES = {"input": 0.15, "output": 0.6}
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workflow")
-    config = write_config(tmp, "e2e", EASY_PROBLEMS)
+    config = write_config(tmp, "e2e", EASY_PROBLEMS, engines={"local": {"prices": PRICES}})
     proc = snakemake("--configfile", str(config))
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     (tmp / "snakemake.log").write_text(proc.stdout + proc.stderr)
@@ -66,6 +70,34 @@ def test_stats_add_up(run):
     assert set(stats["wall_s"]) == {"problems", "trees", "thoughts", "polish", "export"}
     if stats["journeys"]:
         assert stats["tokens"]["polish"] > 0 and stats["polish_guard_pass_rate"] is not None
+
+
+def test_the_cost_is_every_stages_tokens_at_the_engines_prices(run):
+    out, _ = run
+    stats = json.loads((out / "stats.json").read_text())
+    costs = stats["costs"]
+    assert costs["prices"] == {"local": PRICES} and costs["unpriced_engines"] == []
+    # Every job's tokens, read from the shard sidecars, priced by hand.
+    sidecars = [
+        json.loads(p.read_text())
+        for stage in ("trees", "thoughts", "polished")
+        for p in (out / stage).glob("shard-*.stats.json")
+    ]
+    tokens_in = sum(
+        s["engines"]["local"]["prompt_tokens"] for s in sidecars if "local" in s.get("engines", {})
+    )
+    tokens_out = sum(
+        s["engines"]["local"]["completion_tokens"] for s in sidecars if "local" in s.get("engines", {})
+    )
+    assert tokens_in > 0 and tokens_out > 0
+    assert (costs["total"]["input_tokens"], costs["total"]["output_tokens"]) == (tokens_in, tokens_out)
+    usd = (tokens_in * PRICES["input"] + tokens_out * PRICES["output"]) / 1e6
+    assert costs["total"]["usd"] == pytest.approx(usd, abs=1e-5)
+    assert sum(s["total"]["usd"] for s in costs["by_stage"].values()) == pytest.approx(usd, abs=1e-5)
+    if stats["journeys"]:
+        assert costs["per_journey_usd"] == pytest.approx(usd / stats["journeys"], abs=1e-5)
+    card = (out / "sft" / "README.md").read_text()
+    assert "## Cost" in card and f"Total {costs['total']['usd']} USD" in card
 
 
 def test_stats_and_card_say_what_the_engine_ran_on(run):
@@ -154,6 +186,10 @@ def test_rerunning_a_stage_replays_its_cache_without_loading_the_model(run, tmp_
     )
     engines = json.loads((tmp_path / f"{shard}.stats.json").read_text())["engines"]
     assert engines["local"]["calls"] == 0 and engines["local"]["cache_hits"] > 0
+    # The replay's saved cost: the generated tokens the first run paid for this shard (or took from
+    # the cache itself, for a request it had sent before).
+    first = json.loads((out / "trees" / f"{shard}.stats.json").read_text())["engines"]["local"]
+    assert engines["local"]["cache_hit_tokens"] == first["completion_tokens"] + first["cache_hit_tokens"] > 0
     assert "Loading safetensors" not in proc.stderr
 
 

@@ -64,6 +64,7 @@ class EngineStats:
     completion_tokens: int = 0
     engine_s: float = 0.0
     cache_hits: int = 0  # requests answered from the response cache instead of the engine
+    cache_hit_tokens: int = 0  # the generated tokens of those replies: what this run did not pay again
     retries: int = 0  # HTTP calls repeated after a timeout, a dropped connection, 429, 5xx or a bad body
     failed: int = 0  # requests that still failed after the retries (their completions are errors)
 
@@ -143,3 +144,5 @@ class EngineSettings:
     max_retries: int = 5
     extra_body: dict = field(default_factory=dict)
     supports_continue_final: bool = True
+    # USD per million tokens, {input: ..., output: ...}: stats, the card and the report price the run.
+    prices: dict[str, float] | None = None

@@ -87,12 +87,15 @@ class CachedEngine:
         self._engine: Engine | None = None
         self.cache = cache
         self.cache_hits = 0
+        self.cache_hit_tokens = 0
 
     @property
     def stats(self) -> EngineStats:
         """The real engine's work (zero when everything came from the cache), plus the cache hits."""
         work = self._engine.stats.as_dict() if self._engine is not None else EngineStats().as_dict()
-        return EngineStats(**{**work, "cache_hits": self.cache_hits})
+        return EngineStats(
+            **{**work, "cache_hits": self.cache_hits, "cache_hit_tokens": self.cache_hit_tokens}
+        )
 
     @property
     def facts(self) -> dict:
@@ -123,6 +126,7 @@ class CachedEngine:
         results = [self.cache.lookup(k, r.n) for k, r in zip(keys, requests)]
         missing = [i for i, r in enumerate(results) if r is None]
         self.cache_hits += len(requests) - len(missing)
+        self.cache_hit_tokens += sum(c.tokens for r in results if r is not None for c in r)
         return keys, results, missing
 
     def _store(self, keys: list[str], results: list, missing: list[int], fresh) -> None:

@@ -95,6 +95,47 @@ def _loading(parquet: list[str], sft_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _costs(costs: dict) -> str:
+    """What the run cost per stage and engine, from the engines' `prices`; "" when none has prices."""
+    if not costs or not costs.get("prices"):
+        return ""
+    rows = [
+        (
+            stage,
+            name,
+            e["input_tokens"],
+            e["output_tokens"],
+            e["usd"],
+            e["saved_usd"],
+            e["retries"],
+            e["failed_requests"],
+        )
+        for stage, engines in costs["by_stage"].items()
+        for name, e in engines.items()
+        if name != "total" and (e["input_tokens"] or e["output_tokens"] or e["saved_output_tokens"])
+    ]
+    t = costs["total"]
+    header = (
+        "stage",
+        "engine",
+        "input tokens",
+        "output tokens",
+        "USD",
+        "saved by the cache, USD",
+        "retries",
+        "failed",
+    )
+    return f"""## Cost
+
+Prices (USD per million tokens): {costs["prices"]}; unpriced: {costs["unpriced_engines"] or "none"}.
+Total {t["usd"]} USD, {costs["per_journey_usd"]} per accepted journey; the response cache saved {t["saved_usd"]}
+USD of generated tokens. Every reply the engine returned is counted, also those the pipeline then
+rejected; calls that returned nothing are counted as retries and failures, unpriced.
+
+{_table(header, rows)}
+"""
+
+
 def dataset_card(config: dict, stats: dict, sft_dir: str | Path) -> str:
     """The card for the files in sft_dir; its loading code names that folder by its absolute path."""
     config = public_config(config)
@@ -139,6 +180,7 @@ critic: `{config["critic"]["engine"]}`, polish: `{config["polish"]["engine"]}` (
 
 {_table(("measure", "value"), [(k, v) for k, v in stats["yields"].items()])}
 {_causes(report.get("causes", []))}
+{_costs(stats.get("costs") or {})}
 
 ## Lengths and backtracks
 
