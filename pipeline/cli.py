@@ -43,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="the run's sft/ folder")
     p = stage("eval-scorer", "measure the configured scorers against step-labelled solutions (eval:)")
     p.add_argument("--out-dir", required=True, help="judgements.parquet, rejects, summary.json, index.html")
+    p = stage("estimate", "run the first N problems, then scale tokens, cost and time to the dataset")
+    p.add_argument("--sample", type=int, default=8, help="problems to run (default 8)")
+    p.add_argument("--out-dir", required=True, help="gets the sample's stages and estimate.json")
     stage("check-config", "validate a config and print it resolved")
     sub.add_parser("prepare-model", help="convert the embedded SmolLM2 GGUF to a Hugging Face folder")
     p = sub.add_parser(
@@ -283,6 +286,17 @@ def _export(cfg, args) -> dict:
         raise _Refused(str(exc), code=1) from None
 
 
+def _estimate(cfg, args) -> dict:
+    from pipeline.stages.estimate import run_estimate
+
+    if args.sample < 1:
+        raise _Refused("--sample must be at least 1")
+    try:
+        return run_estimate(cfg, args.sample, args.out_dir)
+    except ValueError as exc:
+        raise _Refused(str(exc)) from None
+
+
 # Commands on a config: each returns its stats, whose flat figures are printed as one JSON line.
 STAGES = {
     "check-config": _check_config,
@@ -293,6 +307,7 @@ STAGES = {
     "eval-scorer": _eval_scorer,
     "polish": _polish,
     "export": _export,
+    "estimate": _estimate,
 }
 
 

@@ -39,15 +39,22 @@ def priced(engine: dict, prices: dict | None) -> dict:
     }
 
 
+_MONEY = ("usd", "saved_usd")
+_COUNTS = ("input_tokens", "output_tokens", "saved_output_tokens", "retries", "failed_requests")
+
+
 def _total(rows: list[dict]) -> dict:
-    """Entries of `priced` added up; usd None when none of them had prices."""
-    out: dict = {}
-    for row in rows:
-        for key, value in row.items():
-            if value is not None:
-                out[key] = round(out.get(key, 0) + value, 6)
+    """Entries of `priced` added up; usd None when none of them had prices.
+
+    >>> _total([])["input_tokens"], _total([])["usd"]
+    (0, None)
+    """
+    out: dict = {k: sum(r[k] for r in rows) for k in _COUNTS}
+    for k in _MONEY:
+        priced_rows = [r[k] for r in rows if r[k] is not None]
+        out[k] = round(sum(priced_rows), 6) if priced_rows else None
     return {
-        k: out.get(k)
+        k: out[k]
         for k in (
             "input_tokens",
             "output_tokens",

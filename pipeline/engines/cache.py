@@ -146,3 +146,18 @@ class CachedEngine:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+
+
+def merge_cache(source: str | Path, target: str | Path) -> int:
+    """Copy the answered requests of one cache file into another (kept where the target has them);
+    returns how many samples the target gained."""
+    ResponseCache(target).close()  # creates the file and its table when there is none yet
+    db = sqlite3.connect(str(target))
+    try:
+        before = db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        db.execute("ATTACH DATABASE ? AS source", (str(source),))
+        db.execute("INSERT OR IGNORE INTO completions SELECT key, sample, completion FROM source.completions")
+        db.commit()
+        return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] - before
+    finally:
+        db.close()
