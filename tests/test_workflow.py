@@ -98,6 +98,8 @@ def test_the_cost_is_every_stages_tokens_at_the_engines_prices(run):
         assert costs["per_journey_usd"] == pytest.approx(usd / stats["journeys"], abs=1e-5)
     card = (out / "sft" / "README.md").read_text()
     assert "## Cost" in card and f"Total {costs['total']['usd']} USD" in card
+    index = (out / "report" / "index.html").read_text()
+    assert f'<p id="cost">{costs["total"]["usd"]} USD in all' in index
 
 
 def test_stats_and_card_say_what_the_engine_ran_on(run):

@@ -70,6 +70,7 @@ def summarize(problems: list[dict], trees: dict[str, Tree], thoughts: list[dict]
         "verdicts": stats.get("verdicts") or {},
         "prune_reasons": stats.get("prune_reasons") or {},
         "tokens": stats.get("tokens") or {},
+        "costs": stats.get("costs") or {},
         "wall_s": {k: v for k, v in (stats.get("wall_s") or {}).items() if v is not None},
         "polish_guard_pass_rate": pass_rate,
         "polish_status": statuses,
@@ -88,6 +89,29 @@ DASH = "\u2013"
 
 def _pct(x) -> str:
     return DASH if x is None else f"{x * 100:.1f}%"
+
+
+def cost_html(costs: dict) -> str:
+    """The run's cost per stage and engine; "" when no engine has prices."""
+    if not costs.get("prices"):
+        return ""
+    rows = "".join(
+        f"<tr><th>{esc(stage)}</th><td>{esc(name)}</td><td class='num'>{e['input_tokens']:,}</td>"
+        f"<td class='num'>{e['output_tokens']:,}</td><td class='num'>{DASH if e['usd'] is None else e['usd']}</td>"
+        f"<td class='num'>{DASH if e['saved_usd'] is None else e['saved_usd']}</td>"
+        f"<td class='num'>{e['retries']} / {e['failed_requests']}</td></tr>"
+        for stage, engines in costs["by_stage"].items()
+        for name, e in engines.items()
+        if name != "total" and (e["input_tokens"] or e["output_tokens"] or e["saved_output_tokens"])
+    )
+    total = costs["total"]
+    unpriced = ", ".join(costs["unpriced_engines"]) or "none"
+    return (
+        f'<h2>Cost</h2><p id="cost">{total["usd"]} USD in all, {costs["per_journey_usd"]} per accepted journey;'
+        f" the response cache saved {total['saved_usd']} USD of generated tokens. Unpriced engines: {esc(unpriced)}.</p>"
+        "<table><tr><th>stage</th><th>engine</th><th>input tokens</th><th>output tokens</th><th>USD</th>"
+        f"<th>saved, USD</th><th>retries / failed</th></tr>{rows}</table>"
+    )
 
 
 def summary_html(s: dict) -> str:
@@ -140,6 +164,7 @@ def summary_html(s: dict) -> str:
     return (
         f'<section id="summary"><div class="cards">{card_html}</div>'
         f'<p id="stage-times" class="muted">wall time per stage, each summed over its shards: {stage_times or DASH}</p>'
+        f"{cost_html(s['costs'])}"
         f"<h2>Keyword profile</h2>{kw_table}"
         f'<h2>Charts</h2><div class="charts">{"".join(charts)}</div></section>'
     )
