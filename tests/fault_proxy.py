@@ -46,6 +46,10 @@ class FaultProxy(LocalProxy):
         self._attempts: Counter = Counter()
         self._lock = threading.Lock()
 
+    def attempts(self) -> int:
+        """Every request the proxy received, repeats included."""
+        return sum(self._attempts.values())
+
     def requests_with(self, fault: str) -> int:
         """How many distinct requests got `fault`, however often each was sent."""
         return len(self.faulted.get(fault, ()))

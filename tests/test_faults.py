@@ -71,7 +71,9 @@ def test_transient_faults_are_retried_and_permanent_ones_become_error_completion
     assert permanent[0].finish_reason == "error" and permanent[0].error == "InternalServerError 500"
     # One retry per transient fault; the permanent fault used up both retries.
     assert proxy.injected == Counter({**dict.fromkeys(TRANSIENT, 1), "500_always": 3})
-    assert engine.stats.retries == len(TRANSIENT) + 2
+    # The engine counts every repeat the wire saw: those, and any call a loaded machine answered after
+    # the client's 5 s timeout.
+    assert engine.stats.retries == proxy.attempts() - len(faults) >= len(TRANSIENT) + 2
     assert engine.stats.failed == 1
     # The timed-out call waited for the client's timeout; 429 waited for its Retry-After.
     assert elapsed >= 5.0
