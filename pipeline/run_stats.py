@@ -45,7 +45,7 @@ def _agreement(counts: dict) -> dict:
     return {**counts, "share_disagree": round(counts.get("disagree", 0) / steps, 3) if steps else None}
 
 
-RUNTIME_FACTS = ("device", "dtype", "cpu", "cpu_isa")
+RUNTIME_FACTS = ("device", "dtype", "cpu", "cpu_isa", "engine_process")
 
 
 def _runtime(stages: dict) -> dict:

@@ -109,7 +109,10 @@ def test_stats_and_card_say_what_the_engine_ran_on(run):
     runtime = json.loads((out / "stats.json").read_text())["runtime"]
     # The dtype `auto` resolved to on this machine (float32 where the CPU lacks bfloat16 instructions),
     # the same in every job that loaded the engine.
-    assert runtime == {"local": {"device": "cpu", "dtype": resolve_dtype("auto"), **cpu_facts()}}
+    # On a CPU the engine core runs in the job's process (engine_process: null).
+    assert runtime == {
+        "local": {"device": "cpu", "dtype": resolve_dtype("auto"), **cpu_facts(), "engine_process": False}
+    }
     card = (out / "sft" / "README.md").read_text()
     assert f"| local | cpu | {resolve_dtype('auto')} | {cpu_facts()['cpu']} |" in card
 

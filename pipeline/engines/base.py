@@ -135,6 +135,9 @@ class EngineSettings:
     # preempted), or None (vLLM's own sizing from gpu_memory_utilization, the usual on a GPU).
     kv_cache_gib: float | str | None = None
     max_num_seqs: int | None = None
+    # vLLM's engine core in a process of its own (true) or in the job's process (false); null: in the
+    # job's process on a CPU, where it loads in half the time, its own process on a GPU (vLLM's default).
+    engine_process: bool | None = None
     vllm_kwargs: dict = field(default_factory=dict)
     # openai
     base_url: str | None = None

@@ -55,10 +55,18 @@ def _runtime(runtime: dict) -> str:
         return " / ".join(map(isa, flags)) if any(isinstance(f, list) for f in flags) else ", ".join(flags)
 
     rows = [
-        (name, f.get("device", ""), f.get("dtype", ""), f.get("cpu", ""), isa(f.get("cpu_isa") or []))
+        (
+            name,
+            f.get("device", ""),
+            f.get("dtype", ""),
+            f.get("cpu", ""),
+            isa(f.get("cpu_isa") or []),
+            f.get("engine_process", ""),
+        )
         for name, f in runtime.items()
     ]
-    return "Ran on:\n\n" + _table(("engine", "device", "dtype", "cpu", "cpu instruction sets"), rows) + "\n"
+    header = ("engine", "device", "dtype", "cpu", "cpu instruction sets", "engine core in its own process")
+    return "Ran on:\n\n" + _table(header, rows) + "\n"
 
 
 def default_file(parquet: list[str]) -> str | None:
