@@ -161,12 +161,12 @@ STEPWISE_SCHEMA = pa.schema(
         ("prompt", pa.string()),
         ("completions", pa.list_(pa.string())),
         ("labels", pa.list_(pa.bool_())),
-        # Monte-Carlo labels: each step's share of verified correct leaves beneath it (null: none finished)
-        ("soft_labels", pa.list_(pa.float64())),
         ("problem_id", pa.string()),
         ("leaf_id", pa.int64()),
         ("label_source", pa.string()),  # the scorer(s) whose verdicts became the labels
         ("answer_correct", pa.bool_()),  # the leaf's checked answer (null: not terminal or not checked)
+        # Monte-Carlo labels: each step's share of verified correct leaves beneath it (null: none finished)
+        ("soft_labels", pa.list_(pa.float64())),
     ]
 )
 
