@@ -89,7 +89,11 @@ def resume(config: Path, *targets: str) -> subprocess.CompletedProcess:
     )
     assert unlock.returncode == 0, unlock.stderr[-2000:]
     return subprocess.run(
-        [*WITH_LOCK, "--configfile", str(config), *targets], cwd=ROOT, capture_output=True, text=True
+        # Targets first: --configfile takes every word after it.
+        [*WITH_LOCK, *targets, "--configfile", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
 
 
