@@ -74,6 +74,16 @@ def _by_engine(engines: dict[str, dict], settings: dict[str, EngineSettings]) ->
     }
 
 
+def used_engines(costs: dict) -> list[tuple[str, str, dict]]:
+    """(stage, engine, priced entry) for every engine a stage used, the stage totals left out."""
+    return [
+        (stage, name, e)
+        for stage, engines in costs["by_stage"].items()
+        for name, e in engines.items()
+        if name != "total" and (e["input_tokens"] or e["output_tokens"] or e["saved_output_tokens"])
+    ]
+
+
 def run_costs(settings: dict[str, EngineSettings], stages: dict[str, dict], journeys: int) -> dict:
     """stats.json's `costs`: per stage and engine, per engine, per thoughts method, the total and the
     total per accepted journey."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.costs import used_engines
 from pipeline.formats.redact import public_config
 
 # The config `load_dataset(<this folder>)` returns when no config name is given.
@@ -118,9 +119,7 @@ def _costs(costs: dict) -> str:
             e["retries"],
             e["failed_requests"],
         )
-        for stage, engines in costs["by_stage"].items()
-        for name, e in engines.items()
-        if name != "total" and (e["input_tokens"] or e["output_tokens"] or e["saved_output_tokens"])
+        for stage, name, e in used_engines(costs)
     ]
     t = costs["total"]
     header = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 
+from pipeline.costs import used_engines
 from pipeline.report.charts import bar_chart, histogram
 from pipeline.report.html import esc
 from pipeline.report.keywords import KEYWORDS, profile
@@ -100,9 +101,7 @@ def cost_html(costs: dict) -> str:
         f"<td class='num'>{e['output_tokens']:,}</td><td class='num'>{DASH if e['usd'] is None else e['usd']}</td>"
         f"<td class='num'>{DASH if e['saved_usd'] is None else e['saved_usd']}</td>"
         f"<td class='num'>{e['retries']} / {e['failed_requests']}</td></tr>"
-        for stage, engines in costs["by_stage"].items()
-        for name, e in engines.items()
-        if name != "total" and (e["input_tokens"] or e["output_tokens"] or e["saved_output_tokens"])
+        for stage, name, e in used_engines(costs)
     )
     total = costs["total"]
     unpriced = ", ".join(costs["unpriced_engines"]) or "none"
