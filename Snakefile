@@ -10,13 +10,16 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import from_dict
 from pipeline.formats import output_files
+from pipeline.model_eval.models import evaluated_models
 from pipeline.placement import gpus
 from pipeline.stages.problems import check_source
+from pipeline.train import stage_files
 from pipeline.yield_report import yield_lines
 
 configfile: "config/config.yaml"
 CONFIG = from_dict(config)  # config/schema.yaml plus cross-field checks; the error names the bad field
 check_source(CONFIG.problems)  # a missing source or column stops here, before any job starts
+check_source(CONFIG.eval_model.benchmark, "eval_model.benchmark")
 
 RUN = Path(config["output_root"]) / config["run"]
 METHODS = CONFIG.thoughts.methods  # how long thoughts are built, merged in this order
@@ -269,3 +272,79 @@ rule eval_scorer:
 rule eval:
     input:
         RUN / "eval/summary.json",
+
+
+# The paper's comparison (not part of `all`): train the stages in train.stages on the run's data, then
+# evaluate the base model and each checkpoint on the held-out benchmark. `snakemake ... compare`.
+TRAIN = RUN / "train"
+EVAL_MODEL = RUN / "eval_model"
+EVAL_MODELS = {m.name: m for m in evaluated_models(CONFIG)}
+
+
+rule train:
+    input:
+        cfg=CFG,
+        sft=[RUN / "sft" / f for f in stage_files(CONFIG.train.stages)],
+    output:
+        TRAIN / "train.json",
+    log:
+        RUN / "logs/train.log",
+    resources:
+        llm=1,
+        gpu=1,
+    params:
+        py=PY,
+        sft=RUN / "sft",
+        out_dir=TRAIN,
+    conda:
+        ENV
+    shell:
+        "{params.py} train --config {input.cfg} --sft-dir {params.sft} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule eval_model_outputs:
+    input:
+        cfg=CFG,
+        # A trained stage's checkpoint comes from the train rule; the base and listed models need nothing.
+        trained=lambda wildcards: [TRAIN / "train.json"] if EVAL_MODELS[wildcards.model].trained_stage else [],
+        source=[CONFIG.eval_model.benchmark.source] if Path(CONFIG.eval_model.benchmark.source).is_file() else [],
+    output:
+        parquet=EVAL_MODEL / "outputs/{model}.parquet",
+        stats=EVAL_MODEL / "outputs/{model}.stats.json",
+    log:
+        RUN / "logs/eval_model/{model}.log",
+    wildcard_constraints:
+        model="|".join(re.escape(m) for m in EVAL_MODELS),
+    resources:
+        llm=1,
+        gpu=lambda wildcards: int(EVAL_MODELS[wildcards.model].engine.kind == "vllm"),
+    params:
+        py=PY,
+        out_dir=EVAL_MODEL,
+    conda:
+        ENV
+    shell:
+        "{params.py} eval-model --config {input.cfg} --out-dir {params.out_dir} --model {wildcards.model} > {log} 2>&1"
+
+
+rule eval_model:
+    input:
+        cfg=CFG,
+        outputs=expand(EVAL_MODEL / "outputs/{model}.parquet", model=EVAL_MODELS),
+    output:
+        summary=EVAL_MODEL / "summary.json",
+        page=EVAL_MODEL / "index.html",
+    log:
+        RUN / "logs/eval_model/summary.log",
+    params:
+        py=PY,
+        out_dir=EVAL_MODEL,
+    conda:
+        ENV
+    shell:
+        "{params.py} eval-model --config {input.cfg} --out-dir {params.out_dir} --summarize > {log} 2>&1"
+
+
+rule compare:
+    input:
+        EVAL_MODEL / "summary.json",

@@ -43,6 +43,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="the run's sft/ folder")
     p = stage("eval-scorer", "measure the configured scorers against step-labelled solutions (eval:)")
     p.add_argument("--out-dir", required=True, help="judgements.parquet, rejects, summary.json, index.html")
+    p = stage("eval-model", "trained models on the held-out benchmark (eval_model:): outputs, summary, pages")
+    p.add_argument("--out-dir", required=True, help="usually outputs/<run>/eval_model")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help="only this model's outputs (a workflow job); no summary")
+    which.add_argument(
+        "--summarize", action="store_true", help="only the summary, from every model's outputs"
+    )
     p = stage("estimate", "run the first N problems, then scale tokens, cost and time to the dataset")
     p.add_argument("--sample", type=int, default=8, help="problems to run (default 8)")
     p.add_argument("--out-dir", required=True, help="gets the sample's stages and estimate.json")
@@ -74,25 +81,28 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="summarise any stage's parquet: rows, columns, first rows")
     p.add_argument("path")
     p.add_argument("--rows", type=int, default=3)
-    from pipeline.model_files import EMBEDDED_MODEL
-    from pipeline.train import PAPER_STAGES
     from pipeline.train import STAGES as TRAIN_STAGES
 
-    p = sub.add_parser("train", help="TRL: SFT on shortcuts, then on journeys, then DPO on the pairs")
+    p = stage(
+        "train", "TRL: SFT on shortcuts, then on journeys (and the control, or DPO), from the config's train:"
+    )
     p.add_argument("--sft-dir", required=True, help="a run's sft/ folder")
     p.add_argument("--out-dir", required=True, help="gets a model folder per stage and train.json")
-    p.add_argument("--model", default=EMBEDDED_MODEL, help="HF folder or id; default: the embedded SmolLM2")
+    p.add_argument("--model", help="HF folder or id; default: train.model, else the policy engine's model")
     p.add_argument(
         "--stages",
         nargs="+",
-        default=list(PAPER_STAGES),
         choices=list(TRAIN_STAGES),
-        help="run in the order shortcut, journey, dpo, step_dpo (DPO on sft/step_preference.parquet)",
+        help="default: train.stages; run in the order " + ", ".join(TRAIN_STAGES),
     )
-    p.add_argument("--max-steps", type=int, default=-1, help="per stage; -1: the paper's epochs (1, 3, 1)")
-    p.add_argument("--batch-size", type=int, default=8, help="per device")
-    p.add_argument("--learning-rate", type=float, help="default: TRL's (SFT 2e-5, DPO 1e-6)")
-    p.add_argument("--max-length", type=int, default=2048, help="tokens per example; longer ones are cut")
+    p.add_argument(
+        "--max-steps", type=int, help="per stage; -1: the paper's epochs (default: train.max_steps)"
+    )
+    p.add_argument("--batch-size", type=int, help="per device (default: train.batch_size)")
+    p.add_argument("--learning-rate", type=float, help="default: train.learning_rate, else TRL's")
+    p.add_argument(
+        "--max-length", type=int, help="tokens per example; longer ones are cut (train.max_length)"
+    )
     return ap
 
 
@@ -150,31 +160,6 @@ def _graph(args) -> int:
     return 0
 
 
-def _train(args) -> int:
-    from pathlib import Path
-
-    from pipeline.model_files import resolve_model
-    from pipeline.train import TrainOptions, train
-
-    opts = TrainOptions(
-        model=resolve_model(args.model),
-        sft_dir=Path(args.sft_dir),
-        out_dir=Path(args.out_dir),
-        stages=tuple(args.stages),
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        max_length=args.max_length,
-    )
-    try:
-        stages = train(opts)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps([{k: v for k, v in s.items() if k != "losses"} for s in stages]))
-    return 0
-
-
 class _Refused(Exception):
     """A command that cannot run as asked: the message goes to stderr, `code` is the exit status."""
 
@@ -219,7 +204,6 @@ TOOLS = {
     "show-tree": _show_tree,
     "report": _report,
     "graph": _graph,
-    "train": _train,
     "inspect": _inspect,
     "prepare-model": _prepare_model,
 }
@@ -270,6 +254,44 @@ def _eval_scorer(cfg, args) -> dict:
         raise _Refused(str(exc)) from None
 
 
+def _eval_model(cfg, args) -> dict:
+    from pipeline.stages import eval_model as ev
+
+    try:
+        if args.model:
+            return ev.run_model_outputs(cfg, args.model, args.out_dir)
+        summary = (
+            ev.run_eval_summary(cfg, args.out_dir) if args.summarize else ev.run_eval_model(cfg, args.out_dir)
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise _Refused(str(exc)) from None
+    print("\n".join(ev.summary_lines(summary)))
+    return None
+
+
+def _train(cfg, args) -> None:
+    from pathlib import Path
+
+    from pipeline.model_eval.models import base_model
+    from pipeline.model_files import resolve_model
+    from pipeline.train import TrainOptions, train
+
+    tc = cfg.train
+    flag = {k: getattr(args, k) for k in ("stages", "max_steps", "batch_size", "learning_rate", "max_length")}
+    chosen = {k: getattr(tc, k) if v is None else v for k, v in flag.items()}
+    opts = TrainOptions(
+        model=resolve_model(args.model or base_model(cfg)),
+        sft_dir=Path(args.sft_dir),
+        out_dir=Path(args.out_dir),
+        **{**chosen, "stages": tuple(chosen["stages"])},
+    )
+    try:
+        stages = train(opts)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _Refused(str(exc)) from None
+    print(json.dumps([{k: v for k, v in s.items() if k != "losses"} for s in stages]))
+
+
 def _polish(cfg, args) -> dict:
     from pipeline.stages.polish import run_polish
 
@@ -305,6 +327,8 @@ STAGES = {
     "thoughts": _thoughts,
     "merge-thoughts": _merge_thoughts,
     "eval-scorer": _eval_scorer,
+    "eval-model": _eval_model,
+    "train": _train,
     "polish": _polish,
     "export": _export,
     "estimate": _estimate,

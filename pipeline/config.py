@@ -43,7 +43,7 @@ class FieldMap:
 class ProblemsConfig:
     source: str
     fields: FieldMap
-    shard_size: int
+    shard_size: int = 16  # problems per shard; a benchmark read the same way has no shards
     split: str = "train"
     subset: str | None = None
     limit: int | None = None
@@ -274,6 +274,39 @@ class EvalConfig:
 
 
 @dataclass
+class TrainConfig:
+    """The workflow's `train` rule (python -m pipeline train takes the same as flags)."""
+
+    model: str | None = None  # None: the policy engine's model, which grew the data
+    stages: list[str] = field(default_factory=lambda: ["shortcut", "journey", "shortcut_control"])
+    max_steps: int = -1  # per stage; -1: the paper's epochs
+    batch_size: int = 8
+    learning_rate: float | None = None
+    max_length: int = 2048
+
+
+@dataclass
+class EvalModelSpec:
+    name: str
+    model: str | None = None  # a checkpoint folder or hub id; None: the engine's own model
+    engine: str | None = None  # None: eval_model.engine
+
+
+@dataclass
+class EvalModelConfig:
+    """Trained models on held-out problems (python -m pipeline eval-model)."""
+
+    benchmark: ProblemsConfig
+    models: list[EvalModelSpec] | None = None  # None: the base model and each train stage's checkpoint
+    engine: str = "local"
+    prompt: str = "prompts/eval_model.yaml"
+    max_tokens: int = 512
+    samples: int = 4  # sampled answers per problem for pass@k and maj@k; 0: greedy only
+    temperature: float = 0.8
+    top_p: float = 0.95
+
+
+@dataclass
 class Config:
     run: str
     output_root: str
@@ -295,6 +328,8 @@ class Config:
     debate: DebateConfig = field(default_factory=DebateConfig)
     annotation: AnnotationConfig = field(default_factory=AnnotationConfig)
     outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval_model: EvalModelConfig | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -347,6 +382,7 @@ def validate(raw: dict) -> None:
             known = ", ".join(sorted(raw["engines"]))
             raise ConfigError(f"config field {section}.engine: no engine named {name!r} (engines: {known})")
     _check_method_engines(raw)
+    _check_eval_model(raw)
     judge = raw.get("answer_check", {}).get("judge")
     if judge and judge["engine"] not in raw["engines"]:
         known = ", ".join(sorted(raw["engines"]))
@@ -380,6 +416,28 @@ def _check_method_engines(raw: dict) -> None:
         name = (raw.get(section) or {}).get(key)
         if name is not None and name not in raw["engines"]:
             raise ConfigError(f"config field {section}.{key}: no engine named {name!r} (engines: {known})")
+
+
+def _check_eval_model(raw: dict) -> None:
+    ev = raw.get("eval_model")
+    if not ev:
+        return
+    known = ", ".join(sorted(raw["engines"]))
+    named = [("eval_model.engine", ev.get("engine", "local"))]
+    named += [
+        (f"eval_model.models.{i}.engine", m["engine"])
+        for i, m in enumerate(ev.get("models") or [])
+        if m.get("engine")
+    ]
+    for where, name in named:
+        if name not in raw["engines"]:
+            raise ConfigError(f"config field {where}: no engine named {name!r} (engines: {known})")
+    seen: set[str] = set()
+    for i, m in enumerate(ev.get("models") or []):
+        if m["name"] in seen:
+            raise ConfigError(f"config field eval_model.models.{i}.name: {m['name']!r} is already evaluated")
+        seen.add(m["name"])
+    _check_samples({"samples": ev.get("samples", 4), "temperature": ev.get("temperature", 0.8)}, "eval_model")
 
 
 def _check_samples(section: dict, where: str) -> None:
@@ -429,13 +487,11 @@ def _build(cls, data: dict):
 
 def from_dict(raw: dict) -> Config:
     validate(raw)
-    problems = dict(raw["problems"])
-    problems["fields"] = _build(FieldMap, problems["fields"])
     return Config(
         run=raw["run"],
         output_root=raw["output_root"],
         seed=raw["seed"],
-        problems=_build(ProblemsConfig, problems),
+        problems=_problem_source(raw["problems"]),
         engines={n: EngineSettings(name=n, **e) for n, e in raw["engines"].items()},
         policy=_build(PolicyConfig, raw["policy"]),
         pruning=_build(PruningConfig, raw["pruning"]),
@@ -452,6 +508,8 @@ def from_dict(raw: dict) -> Config:
         debate=_build_debate(raw),
         annotation=_build(AnnotationConfig, {"engine": raw["polish"]["engine"], **_set(raw, "annotation")}),
         outcome=_build(OutcomeConfig, {"engine": raw["policy"]["engine"], **_set(raw, "outcome")}),
+        train=_build(TrainConfig, _set(raw, "train")),
+        eval_model=_build_eval_model(raw["eval_model"]) if "eval_model" in raw else None,
         raw=raw,
     )
 
@@ -461,6 +519,22 @@ def _build_debate(raw: dict) -> DebateConfig:
     if debate.critic_engine is None:  # the critic agent defaults to the critic's model
         debate.critic_engine = raw["critic"]["engine"]
     return debate
+
+
+def _problem_source(data: dict) -> ProblemsConfig:
+    return _build(ProblemsConfig, {**data, "fields": _build(FieldMap, data["fields"])})
+
+
+def _build_eval_model(data: dict) -> EvalModelConfig:
+    models = data.get("models")
+    return _build(
+        EvalModelConfig,
+        {
+            **data,
+            "benchmark": _problem_source(data["benchmark"]),
+            "models": None if models is None else [_build(EvalModelSpec, m) for m in models],
+        },
+    )
 
 
 def _set(raw: dict, section: str) -> dict:

@@ -1,6 +1,7 @@
 """Train on an export with TRL, as the paper did: SFT on shortcuts, then SFT on journeys from that checkpoint,
 then DPO on the preference pairs from the journey checkpoint; on request, DPO on the step-level pairs
-(process-level DPO, the paper's next step) after that."""
+(process-level DPO, the paper's next step) after that, and the paper's control: from the shortcut
+checkpoint, SFT on the shortcuts of the very problems the journeys cover, for the journeys' epochs."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ log = logging.getLogger(__name__)
 STAGES = {
     "shortcut": "shortcut.parquet",
     "journey": "journey.parquet",
+    "shortcut_control": "shortcut.parquet",  # only the rows of the problems journey.parquet has
     "dpo": "preference.parquet",
     "step_dpo": "step_preference.parquet",
 }
 PAIRS = ("dpo", "step_dpo")  # the stages that train on preference pairs
-# The paper's epochs: one over the shortcuts, three over the journeys (DPO: one); --max-steps overrides them.
-EPOCHS = {"shortcut": 1, "journey": 3, "dpo": 1, "step_dpo": 1}
+# The stage each one continues from; when that one is not trained, the one before it (else the base model).
+PARENT = {"journey": "shortcut", "shortcut_control": "shortcut", "dpo": "journey", "step_dpo": "dpo"}
+# The paper's epochs: one over the shortcuts, three over the journeys (and over the control's
+# shortcuts, so the two differ only in the data), DPO one; --max-steps overrides them.
+EPOCHS = {"shortcut": 1, "journey": 3, "shortcut_control": 3, "dpo": 1, "step_dpo": 1}
 PAPER_STAGES = ("shortcut", "journey", "dpo")
 
 
@@ -56,11 +61,17 @@ def loss_mode(tokenizer) -> str:
     return "assistant"
 
 
-def sft_dataset(path: Path, mode: str):
-    """The `messages` of an SFT file, as is ("assistant") or split into prompt and completion."""
+def sft_dataset(path: Path, mode: str, problem_ids: set[str] | None = None):
+    """The `messages` of an SFT file (only those problems' rows, when given), as is ("assistant") or
+    split into prompt and completion."""
     from datasets import load_dataset
 
-    rows = load_dataset("parquet", data_files=str(path), split="train").select_columns(["messages"])
+    rows = load_dataset("parquet", data_files=str(path), split="train")
+    if problem_ids is not None:
+        rows = rows.filter(lambda r: r["problem_id"] in problem_ids)
+        if not len(rows):
+            raise ValueError(f"{path} has no shortcut of the problems in journey.parquet")
+    rows = rows.select_columns(["messages"])
     if mode == "assistant":
         return rows
     return rows.map(
@@ -107,8 +118,34 @@ def _trainer(opts: TrainOptions, stage: str, model: str, out: Path):
     mode = loss_mode(tokenizer)
     loss = {"assistant_only_loss": True} if mode == "assistant" else {"completion_only_loss": True}
     args = SFTConfig(**_common(opts, stage, out), **loss)
-    rows = sft_dataset(data, mode)
+    rows = sft_dataset(data, mode, _journey_problems(opts.sft_dir) if stage == "shortcut_control" else None)
     return SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer), mode
+
+
+def _journey_problems(sft_dir: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    return set(pq.read_table(sft_dir / STAGES["journey"], columns=["problem_id"])["problem_id"].to_pylist())
+
+
+def stage_files(stages) -> list[str]:
+    """The sft/ files the stages read (the control also reads journey.parquet, for its problems)."""
+    control = ["journey.parquet"] if "shortcut_control" in stages else []
+    return list(dict.fromkeys([STAGES[s] for s in stages] + control))
+
+
+def start_model(stage: str, base: str, trained: dict[str, str]) -> str:
+    """The checkpoint a stage continues from: its parent's, else the nearest trained ancestor's, else base.
+
+    >>> start_model("dpo", "base", {"shortcut": "ck/shortcut"})
+    'ck/shortcut'
+    >>> start_model("shortcut_control", "base", {"shortcut": "s", "journey": "j"}), start_model("journey", "base", {})
+    ('s', 'base')
+    """
+    parent = PARENT.get(stage)
+    while parent is not None and parent not in trained:
+        parent = PARENT.get(parent)
+    return base if parent is None else trained[parent]
 
 
 def train_stage(opts: TrainOptions, stage: str, model: str) -> dict:
@@ -143,14 +180,18 @@ def train(opts: TrainOptions) -> list[dict]:
     unknown = set(opts.stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; the stages are {list(STAGES)}")
-    missing = [STAGES[s] for s in opts.stages if not (opts.sft_dir / STAGES[s]).is_file()]
+    needed = [STAGES[s] for s in opts.stages] + (
+        ["journey.parquet"] if "shortcut_control" in opts.stages else []
+    )
+    missing = list(dict.fromkeys(f for f in needed if not (opts.sft_dir / f).is_file()))
     if missing:
         raise FileNotFoundError(f"{opts.sft_dir} has no {', '.join(missing)}: run the export first")
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    model, summaries = opts.model, []
+    trained: dict[str, str] = {}
+    summaries = []
     for stage in (s for s in STAGES if s in opts.stages):
-        summaries.append(train_stage(opts, stage, model))
-        model = summaries[-1]["checkpoint"]
+        summaries.append(train_stage(opts, stage, start_model(stage, opts.model, trained)))
+        trained[stage] = summaries[-1]["checkpoint"]
     options = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()}
     (opts.out_dir / "train.json").write_text(json.dumps({"options": options, "stages": summaries}, indent=2))
     return summaries

@@ -163,13 +163,19 @@ def _as_code(value, default):
 
 def test_every_yaml_field_is_in_the_schema():
     schema = yaml.safe_load(SCHEMA.read_text())
+
+    def properties(node: dict) -> dict:
+        # A section written as a $ref to a shared definition (problems, eval_model.benchmark) has the
+        # definition's fields as well as its own.
+        ref = node.get("$ref", "").removeprefix("#/$defs/")
+        return {**(properties(schema["$defs"][ref]) if ref else {}), **node.get("properties", {})}
+
     missing = []
     for where, _, values in sections():
-        props = schema["properties"]
-        node = props[where.split(".")[0]]
+        node = schema["properties"][where.split(".")[0]]
         for part in where.split(".")[1:]:
-            node = node["properties"][part]
-        missing += [f"{where}.{k}" for k in values if k not in node.get("properties", {})]
+            node = properties(node)[part]
+        missing += [f"{where}.{k}" for k in values if k not in properties(node)]
     assert missing == []
 
 

@@ -1,5 +1,5 @@
-"""`python -m pipeline train`: two optimizer steps of each stage (SFT shortcut, SFT journey, DPO, step-level
-DPO) on the embedded model, on CPU, from small files in the export's formats."""
+"""`python -m pipeline train`: two optimizer steps of each stage (SFT shortcut, SFT journey, the shortcut
+control, DPO, step-level DPO) on the embedded model, on CPU, from small files in the export's formats."""
 
 from __future__ import annotations
 
@@ -10,79 +10,50 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from pipeline.formats.paths import assistant, user
+from pipeline.formats.paths import user
 from pipeline.model_files import EMBEDDED_MODEL, resolve_model
+from tests.training_samples import BENCHMARK, PROBLEMS, eval_config, sft_files
 
 pytestmark = pytest.mark.torch
-
-PROBLEMS = [
-    ("What is 2 + 3?", "5"),
-    ("What is 4 + 4?", "8"),
-    ("What is 3 * 3?", "9"),
-    ("What is 9 - 2?", "7"),
-]
-
-
-def _write(rows: list[dict], path: Path) -> None:
-    pq.write_table(pa.Table.from_pylist(rows), path)
 
 
 @pytest.fixture(scope="module")
 def sft_dir(tmp_path_factory) -> Path:
-    """journey, shortcut and preference files as the export writes them (the columns the trainers read)."""
-    sft = tmp_path_factory.mktemp("run") / "sft"
-    sft.mkdir()
-    shortcut = [f"The answer is \\boxed{{{a}}}." for _, a in PROBLEMS]
-    journey = [
-        f"Let me guess: \\boxed{{{int(a) + 1}}}.\n\nWait, that does not check out. Let me go back.\n\n{s}"
-        for s, (_, a) in zip(shortcut, PROBLEMS)
-    ]
-    for name, texts in (("shortcut", shortcut), ("journey", journey)):
-        _write(
-            [{"messages": user(q) + assistant(t), "problem_id": q} for (q, _), t in zip(PROBLEMS, texts)],
-            sft / f"{name}.parquet",
-        )
-    pairs = [
-        {"prompt": user(q), "chosen": assistant(s), "rejected": assistant(f"It is \\boxed{{{int(a) + 2}}}.")}
-        for (q, a), s in zip(PROBLEMS, shortcut)
-    ]
-    _write(pairs, sft / "preference.parquet")
-    # Step pairs as the export writes them: the path so far, then a step that leads on or one that fails.
-    first = "Let me add the two numbers."
-    steps = [
-        {
-            "prompt": user(q),
-            "chosen": assistant(f"{first}\n\nThey make {a}, so \\boxed{{{a}}}."),
-            "rejected": assistant(f"{first}\n\nThey make {int(a) + 2}, so \\boxed{{{int(a) + 2}}}."),
-        }
-        for q, a in PROBLEMS
-    ]
-    _write(steps, sft / "step_preference.parquet")
-    return sft
+    return sft_files(tmp_path_factory.mktemp("run") / "sft")
 
 
-def test_two_steps_of_each_stage_write_checkpoints_with_finite_losses(sft_dir, tmp_path):
-    out = tmp_path / "trained"
+def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     # One thread: where the test machine's cores are shared (vLLM engines of other tests), two OpenMP threads
     # that spin-wait for each other made a step ten times slower (60 s against 5 s).
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "train", "--sft-dir", str(sft_dir), "--out-dir", str(out),
-         "--max-steps", "2", "--batch-size", "2", "--max-length", "256",
-         "--stages", "shortcut", "journey", "dpo", "step_dpo"],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(sft_dir, tmp_path_factory) -> Path:
+    """Two optimizer steps of every stage, each checkpoint in its own folder."""
+    out = tmp_path_factory.mktemp("trained")
+    proc = _cli("train", "--sft-dir", str(sft_dir), "--out-dir", str(out), "--max-steps", "2", "--batch-size", "2",
+                "--max-length", "256", "--stages", "shortcut", "journey", "shortcut_control", "dpo", "step_dpo")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_two_steps_of_each_stage_write_checkpoints_with_finite_losses(trained):
+    out = trained
     stages = json.loads((out / "train.json").read_text())["stages"]
-    assert [s["stage"] for s in stages] == ["shortcut", "journey", "dpo", "step_dpo"]
-    # Each stage starts from the one before: the paper's shortcut -> journey -> DPO, then step-level DPO.
+    assert [s["stage"] for s in stages] == ["shortcut", "journey", "shortcut_control", "dpo", "step_dpo"]
+    # The paper's chain shortcut -> journey -> DPO, then step-level DPO; the control branches off the
+    # shortcut checkpoint and sees only the shortcuts of the problems the journeys cover.
     assert stages[0]["from"] == resolve_model(EMBEDDED_MODEL)
-    assert [s["from"] for s in stages[1:]] == [str(out / s) for s in ("shortcut", "journey", "dpo")]
-    assert stages[3]["data"].endswith("step_preference.parquet") and stages[3]["rows"] == len(PROBLEMS)
+    parents = ("shortcut", "shortcut", "journey", "dpo")
+    assert [s["from"] for s in stages[1:]] == [str(out / s) for s in parents]
+    assert stages[1]["rows"] == stages[2]["rows"] == 3 and stages[0]["rows"] == len(PROBLEMS)
+    assert stages[4]["data"].endswith("step_preference.parquet") and stages[4]["rows"] == len(PROBLEMS)
     for s in stages:
         assert s["steps"] == 2 and len(s["losses"]) == 2, s
         assert all(math.isfinite(x) for x in s["losses"]) and s["seconds_per_step"] > 0
@@ -90,16 +61,14 @@ def test_two_steps_of_each_stage_write_checkpoints_with_finite_losses(sft_dir, t
         assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
         assert (folder / "tokenizer.json").is_file()
     # SmolLM2's template has no {% generation %} markers: SFT falls back to prompt-completion loss.
-    assert [s["loss_mode"] for s in stages] == ["completion", "completion", "dpo", "dpo"]
+    assert [s["loss_mode"] for s in stages] == ["completion"] * 3 + ["dpo", "dpo"]
     print("seconds per step:", {s["stage"]: s["seconds_per_step"] for s in stages})
 
 
 def test_train_names_a_missing_file(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "train", "--sft-dir", str(tmp_path), "--out-dir", str(tmp_path / "o"),
-         "--stages", "dpo"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = _cli(
+        "train", "--sft-dir", str(tmp_path), "--out-dir", str(tmp_path / "o"), "--stages", "dpo", timeout=120
+    )
     assert proc.returncode == 2
     assert "has no preference.parquet: run the export first" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -129,3 +98,40 @@ def test_the_loss_covers_only_the_reply_with_or_without_generation_markers(sft_d
     )
     reply = [t for t, m in zip(masks["input_ids"], masks["assistant_masks"]) if m]
     assert tokenizer.decode(reply) == rows[0]["completion"][0]["content"] + "<|im_end|>"
+
+
+@pytest.mark.vllm
+def test_the_journey_checkpoint_and_the_base_model_on_the_server_are_evaluated_side_by_side(
+    trained, tmp_path, server_url
+):
+    """The base model through the OpenAI-compatible server, the trained checkpoint in in-process vLLM."""
+    from pipeline.testing.vllm_server import SERVED_MODEL_NAME
+
+    config = eval_config(
+        tmp_path,
+        engines={"served": {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}},
+        models=[{"name": "base", "engine": "served"}, {"name": "journey", "model": str(trained / "journey")}],
+        samples=2,
+        max_tokens=48,
+    )
+    out = tmp_path / "eval"
+    proc = _cli("eval-model", "--config", str(config), "--out-dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "base vs journey:" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["models"]) == ["base", "journey"]
+    for name, path in (("base", SERVED_MODEL_NAME), ("journey", str(trained / "journey"))):
+        m = summary["models"][name]
+        assert m["model_path"] == path and m["problems"] == len(BENCHMARK) and m["samples"] == 2
+        assert set(m["pass_at_k"]) == {"1", "2"} and 0 < m["tokens_mean"] <= 48
+    # Three problems cannot tell two models apart: the page says so rather than crowning one.
+    assert summary["comparisons"][0]["within_noise"]
+    stats = json.loads((out / "outputs/journey.stats.json").read_text())
+    assert stats["engines"]["model:journey"]["requests"] == 2 * len(BENCHMARK)
+
+    # A rerun pays nothing: every request comes from the cache, and the model is not even loaded.
+    proc = _cli("eval-model", "--config", str(config), "--out-dir", str(out), "--model", "journey")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "outputs/journey.stats.json").read_text())["engines"]["model:journey"]
+    assert again["requests"] == 0 and again["cache_hits"] == 2 * len(BENCHMARK)
+    assert "device" not in again  # the engine never opened

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import pytest
@@ -24,8 +25,19 @@ def built(vllm_engine):
     calls_before = vllm_engine.stats.calls
     with AnswerChecker(1, cfg.answer_check.timeout_s) as checker:
         builder = TreeBuilder(cfg, vllm_engine, Critic(vllm_engine, cfg.critic), checker)
+        busy_before, start = vllm_engine.stats.engine_s, time.perf_counter()
         nodes = builder.build(EASY_PROBLEMS)
+        wall = time.perf_counter() - start
+    builder.busy = (vllm_engine.stats.engine_s - busy_before, wall)
     return cfg, builder, nodes, vllm_engine.stats.calls - calls_before
+
+
+def test_the_engines_busy_seconds_are_counted_when_the_build_ends(built):
+    """A streaming build keeps the engine busy from its first request to its last, one stretch: its
+    seconds must be in the stats the stage writes right after, not only after the next call."""
+    _, builder, _, _ = built
+    busy, wall = builder.busy
+    assert 0.5 * wall < busy <= wall + 0.1, builder.busy
 
 
 def test_each_sibling_group_is_one_policy_request_and_one_critic_call(built):

@@ -194,11 +194,21 @@ class StepLoop:
 
     def __init__(self, llm):
         self.llm = llm
-        self.busy_s = 0.0  # seconds with at least one request in the engine
+        self._busy_s = 0.0  # closed stretches with at least one request in the engine
+        self._busy_since: float | None = None  # the stretch still open
+        self._busy_lock = threading.Lock()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: dict[str, Future] = {}
         self._thread = threading.Thread(target=self._run, name="vllm-steps", daemon=True)
         self._thread.start()
+
+    def busy_s(self) -> float:
+        """Seconds with at least one request in the engine, the stretch still running included: a
+        caller woken by its last result reads this before the step thread closes that stretch, and a
+        streaming build is one stretch from its first request to its last."""
+        with self._busy_lock:
+            running = time.perf_counter() - self._busy_since if self._busy_since is not None else 0.0
+            return self._busy_s + running
 
     def submit(self, prompt, params) -> Future:
         future: Future = Future()
@@ -211,7 +221,6 @@ class StepLoop:
         self.llm = None  # the engine's owner drops it; nothing here may keep it alive
 
     def _run(self) -> None:
-        since = 0.0
         while True:
             # Wait for work only while the engine is idle; otherwise take what arrived and step.
             items = [] if self._pending else [self._queue.get()]
@@ -223,8 +232,7 @@ class StepLoop:
             if None in items:
                 self._fail_all(RuntimeError("the engine was closed"))
                 return
-            if items and not self._pending:
-                since = time.perf_counter()
+            start = time.perf_counter()
             for prompt, params, future in items:
                 if not future.set_running_or_notify_cancel():  # its caller gave up waiting
                     continue
@@ -237,6 +245,9 @@ class StepLoop:
                 self._pending[internal.rsplit("-", 1)[0]] = future
             if not self._pending:
                 continue
+            if self._busy_since is None:
+                with self._busy_lock:
+                    self._busy_since = start
             try:
                 outputs = self.llm.llm_engine.step()
             except Exception as e:
@@ -245,8 +256,10 @@ class StepLoop:
             for out in outputs:
                 if out.finished and out.request_id in self._pending:
                     self._pending.pop(out.request_id).set_result(out)
-            if not self._pending:
-                self.busy_s += time.perf_counter() - since
+            if not self._pending and self._busy_since is not None:
+                with self._busy_lock:
+                    self._busy_s += time.perf_counter() - self._busy_since
+                    self._busy_since = None
 
     def _fail_all(self, error: Exception) -> None:
         for future in self._pending.values():
@@ -391,7 +404,7 @@ class VLLMEngine:
                 comps.append(Completion(text=c.text, tokens=tokens, finish_reason=finish, ended=ended))
             self.stats.completions += len(comps)
             results[i] = comps
-        self.stats.engine_s = self.steps.busy_s
+        self.stats.engine_s = self.steps.busy_s()
         return results
 
     def close(self) -> None:
@@ -424,7 +437,7 @@ class VLLMEngine:
         )
         # Through the step loop, so a PRM sharing the policy's engine joins its batch.
         outputs = [f.result() for f in [self.steps.submit(p, params.clone()) for p in prompts]]
-        self.stats.engine_s = self.steps.busy_s
+        self.stats.engine_s = self.steps.busy_s()
         self.stats.calls += 1
         self.stats.requests += len(prompts)
         self.stats.prompt_tokens += sum(len(out.prompt_token_ids or ()) for out in outputs)

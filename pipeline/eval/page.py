@@ -3,25 +3,13 @@ and the solutions with every scorer's judgement of each step. All model and data
 
 from __future__ import annotations
 
-from pipeline.report.html import esc, page
+from pipeline.report.html import esc, num_cell, page, table
 
 MAX_SOLUTIONS = 200  # solutions listed step by step; the parquet holds them all
 CSS = """
 .ok{color:#1a7f37}.bad{color:#cf222e}.unk{color:#9a6700}
 details{margin:.2em 0}summary{cursor:pointer}.why{font-size:.9em;color:#555}
 """
-
-
-def _num(value, digits: int = 3) -> str:
-    if value is None:
-        return '<td class="num muted">-</td>'
-    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    return f'<td class="num">{esc(text)}</td>'
-
-
-def _table(head: list[str], rows: list[str]) -> str:
-    th = "".join(f"<th>{esc(h)}</th>" for h in head)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _comparison(summary: dict) -> str:
@@ -47,7 +35,7 @@ def _comparison(summary: dict) -> str:
         rows.append(
             f"<tr><td><a href='#s-{esc(name)}'>{esc(name)}</a></td>"
             + "".join(
-                _num(v)
+                num_cell(v)
                 for v in (
                     pb["f1"],
                     pb["error_accuracy"],
@@ -59,13 +47,13 @@ def _comparison(summary: dict) -> str:
                     r["auroc"],
                 )
             )
-            + _num(r["unknown"])
-            + _num(r["tokens_per_step"], 1)
-            + _num(r["seconds_per_step"], 3)
-            + _num(r["cache_hits"])
+            + num_cell(r["unknown"])
+            + num_cell(r["tokens_per_step"], 1)
+            + num_cell(r["seconds_per_step"], 3)
+            + num_cell(r["cache_hits"])
             + "</tr>"
         )
-    return _table(head, rows)
+    return table(head, rows)
 
 
 def _scorer_section(name: str, r: dict) -> str:
@@ -76,13 +64,13 @@ def _scorer_section(name: str, r: dict) -> str:
         f"verdicts {esc(', '.join(f'{k} {v}' for k, v in sorted(r['verdicts'].items())))}</p>",
     ]
     if r["problems"]:
-        rows = [f"<tr><td>{esc(why)}</td>{_num(n)}</tr>" for why, n in sorted(r["problems"].items())]
-        parts.append("<h3>Unclean judgements</h3>" + _table(["why", "steps"], rows))
+        rows = [f"<tr><td>{esc(why)}</td>{num_cell(n)}</tr>" for why, n in sorted(r["problems"].items())]
+        parts.append("<h3>Unclean judgements</h3>" + table(["why", "steps"], rows))
     for column, values in r["by_group"].items():
         rows = [
-            f"<tr><td>{esc(value)}</td>{_num(g['solutions'])}"
+            f"<tr><td>{esc(value)}</td>{num_cell(g['solutions'])}"
             + "".join(
-                _num(g[k])
+                num_cell(g[k])
                 for k in (
                     "processbench_f1",
                     "error_accuracy",
@@ -96,7 +84,7 @@ def _scorer_section(name: str, r: dict) -> str:
             for value, g in values.items()
         ]
         head = [column, "solutions", "ProcessBench F1", "error acc.", "correct acc.", "first-error match"]
-        parts.append(f"<h3>By {esc(column)}</h3>" + _table([*head, "step F1", "AUROC"], rows))
+        parts.append(f"<h3>By {esc(column)}</h3>" + table([*head, "step F1", "AUROC"], rows))
     if r["sweep"]:
         keys = (
             "processbench_f1",
@@ -106,7 +94,10 @@ def _scorer_section(name: str, r: dict) -> str:
             "step_recall",
             "step_f1",
         )
-        rows = [f"<tr>{_num(s['threshold'], 2)}{''.join(_num(s[k]) for k in keys)}</tr>" for s in r["sweep"]]
+        rows = [
+            f"<tr>{num_cell(s['threshold'], 2)}{''.join(num_cell(s[k]) for k in keys)}</tr>"
+            for s in r["sweep"]
+        ]
         head = [
             "flag below",
             "ProcessBench F1",
@@ -115,7 +106,7 @@ def _scorer_section(name: str, r: dict) -> str:
             "step precision",
             "step recall",
         ]
-        parts.append("<h3>Threshold sweep</h3>" + _table([*head, "step F1"], rows))
+        parts.append("<h3>Threshold sweep</h3>" + table([*head, "step F1"], rows))
     return "".join(parts)
 
 
@@ -148,10 +139,10 @@ def _solutions(rows: list[dict], scorers: list[str]) -> str:
                 + "".join(_verdict(judged[name][i]) for name in scorers)
                 + "</tr>"
             )
-        table = _table(["#", "step", "label", *scorers], lines)
+        steps = table(["#", "step", "label", *scorers], lines)
         out.append(
             f"<details><summary>{esc(solution_id)}: first error {label}; predicted {esc(predicted)}"
-            f"</summary><p>{esc(first[0]['problem'])}</p>{table}</details>"
+            f"</summary><p>{esc(first[0]['problem'])}</p>{steps}</details>"
         )
     more = len(by_solution) - MAX_SOLUTIONS
     note = f"<p class='muted'>{more} more solutions in judgements.parquet</p>" if more > 0 else ""

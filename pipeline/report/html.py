@@ -50,6 +50,20 @@ def clip(text, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
+def num_cell(value, digits: int = 3) -> str:
+    """A right-aligned table cell; None shows as a muted dash."""
+    if value is None:
+        return '<td class="num muted">-</td>'
+    text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return f'<td class="num">{esc(text)}</td>'
+
+
+def table(head: list[str], rows: list[str]) -> str:
+    """A table from its header texts and ready-made <tr> rows."""
+    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
 def page(title: str, body: str, *, css: str = "", script: str = "", data: dict | None = None) -> str:
     """A complete standalone page. `data` maps element ids to objects embedded as JSON scripts."""
     blobs = "".join(

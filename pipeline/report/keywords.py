@@ -11,6 +11,14 @@ KEYWORDS = {
     "therefore": re.compile(r"\btherefore\b", re.IGNORECASE),
     "let me": re.compile(r"\blet\s+me\b", re.IGNORECASE),
 }
+# Going back on one's own reasoning, in the words the journeys' transitions (prompts/transitions.yaml)
+# and their polished rewrites use; "wait" alone is a pause, not a backtrack.
+BACKTRACK = re.compile(
+    r"\b(?:go(?:ing)?\s+back|step(?:ping)?\s+back|retrac(?:e|ing)|reconsider|start\s+over|made\s+a\s+mistake"
+    r"|can't\s+be\s+right|doesn't\s+(?:work|look\s+right|hold\s+up)|(?:try|take)\s+(?:a\s+different|another)\s+"
+    r"(?:way|approach|route))\b",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"\w+(?:'\w+)*")
 
 
@@ -21,6 +29,16 @@ def word_count(text: str) -> int:
 
 def keyword_counts(text: str) -> dict[str, int]:
     return {k: len(p.findall(text or "")) for k, p in KEYWORDS.items()}
+
+
+def backtrack_count(text: str) -> int:
+    """
+    >>> backtrack_count("Wait, that can't be right. Let me go back and try another way.")
+    3
+    >>> backtrack_count("Wait. 2 + 2 = 4.")
+    0
+    """
+    return len(BACKTRACK.findall(text or ""))
 
 
 def profile(texts: Iterable[str]) -> dict:

@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Outcome:
+class ProblemSet:
+    """A source's rows read and validated: the problems, and a rejects row for each bad one."""
+
     problems: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
     by_reason: Counter = field(default_factory=Counter)
@@ -51,10 +53,7 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
     start = time.monotonic()
     out_dir = Path(out_dir)
     pc = cfg.problems
-    columns, rows = load_records(pc.source, pc.subset, pc.split)
-    if columns:
-        _check_mapping(pc.fields, columns, pc.source)
-    outcome = _validate(rows, pc)
+    outcome = read_problems(pc)
     shards = _write_shards(outcome.problems, pc.shard_size, out_dir)
     rejects_path = out_dir / "rejects.parquet"
     write_table(outcome.rejects, REJECT_SCHEMA, rejects_path)
@@ -94,7 +93,15 @@ def run_problems(cfg: Config, out_dir: str | Path) -> dict:
     return stats
 
 
-def _read_summary(outcome: _Outcome) -> str:
+def read_problems(pc: ProblemsConfig, where: str = "problems") -> ProblemSet:
+    """Every row of the source validated; `where` is the config section named in errors."""
+    columns, rows = load_records(pc.source, pc.subset, pc.split, where=f"{where}.source")
+    if columns:
+        _check_mapping(pc.fields, columns, pc.source, where)
+    return _validate(rows, pc)
+
+
+def _read_summary(outcome: ProblemSet) -> str:
     """One line on how the references were read, e.g. "3 read after ####, 10 as given"."""
     counts = [
         (outcome.read_as["gsm8k"], "read after ####"),
@@ -122,23 +129,23 @@ def _warn_untrusted(answers: dict) -> None:
 # ---- the source -------------------------------------------------------------------------------------
 
 
-def check_source(pc: ProblemsConfig) -> None:
+def check_source(pc: ProblemsConfig, where: str = "problems") -> None:
     """Before any job starts (the Snakefile calls this): a local source must exist and have the mapped
     columns. Raises ConfigError with one line. Hugging Face ids are left to the problems job."""
     if not Path(pc.source).expanduser().is_file() and not looks_like_file(pc.source):
         return
-    columns, _ = checked_records(pc.source, pc.subset, pc.split)
+    columns, _ = checked_records(pc.source, pc.subset, pc.split, where=f"{where}.source")
     if columns:
-        _check_mapping(pc.fields, columns, pc.source)
+        _check_mapping(pc.fields, columns, pc.source, where)
 
 
-def _check_mapping(fm: FieldMap, columns: list[str], source: str) -> None:
+def _check_mapping(fm: FieldMap, columns: list[str], source: str, where: str) -> None:
     for name in ("problem", "answer", "id"):
         column = getattr(fm, name)
         if column is not None and column not in columns:
             hint = "; set it to null to derive ids from the problem text" if name == "id" else ""
             raise ConfigError(
-                f"config field problems.fields.{name}: column {column!r} is not in {source} "
+                f"config field {where}.fields.{name}: column {column!r} is not in {source} "
                 f"(columns: {', '.join(map(str, columns))}){hint}"
             )
 
@@ -146,10 +153,10 @@ def _check_mapping(fm: FieldMap, columns: list[str], source: str) -> None:
 # ---- validation -----------------------------------------------------------------------------------
 
 
-def _validate(rows: Iterable[Row], pc: ProblemsConfig) -> _Outcome:
+def _validate(rows: Iterable[Row], pc: ProblemsConfig) -> ProblemSet:
     first_seen: dict[str, int] = {}
     converted = convert_rows(rows, lambda row: _to_problem(row, pc, first_seen), pc.limit)
-    outcome = _Outcome(rows_read=converted.rows_read)
+    outcome = ProblemSet(rows_read=converted.rows_read)
     for problem, read in converted.accepted:
         outcome.problems.append(problem)
         outcome.read_as[read] += 1
