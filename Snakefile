@@ -25,7 +25,11 @@ RUN = Path(config["output_root"]) / config["run"]
 METHODS = CONFIG.thoughts.methods  # how long thoughts are built, merged in this order
 # A GPU (sbatch --gpus=1 under profiles/slurm) only for the jobs that load a model in-process.
 GPUS = {stage: gpus(CONFIG, stage) for stage in ("trees", "polish", *(m for m in METHODS if m != "tree"))}
-CFG = RUN / "config.yaml"
+CFG = RUN / "config.yaml"  # the whole merged config: what a user reads, and what the evaluations run with
+# The data jobs and the training read a copy without the sections they never use, so a change to an
+# evaluation's settings redoes neither (training has no response cache to make a rerun free).
+SCOPED = {"data": ("train", "eval_model", "eval"), "train": ("eval_model", "eval")}
+DATA_CFG, TRAIN_CFG = (RUN / f"config.{scope}.yaml" for scope in SCOPED)
 ENV = "config/conda.yaml"  # used with --software-deployment-method conda
 # Without conda, jobs use the interpreter running Snakemake, so they see the same packages.
 IN_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
@@ -63,7 +67,7 @@ rule all:
         RUN / "report/index.html",
 
 
-# The merged config every job reads; rewritten (and everything downstream redone) when it changes.
+# The merged config; rewritten (and everything downstream redone) when it changes.
 rule resolved_config:
     output:
         CFG,
@@ -77,9 +81,26 @@ rule resolved_config:
         Path(output[0]).write_text(yaml.safe_dump(json.loads(params.config), sort_keys=False))
 
 
+rule scoped_config:
+    output:
+        RUN / "config.{scope}.yaml",
+    log:
+        RUN / "logs/config.{scope}.log",
+    wildcard_constraints:
+        scope="|".join(SCOPED),
+    params:
+        config=lambda wildcards: json.dumps(
+            {k: v for k, v in config.items() if k not in SCOPED[wildcards.scope]}, sort_keys=True
+        ),
+    conda:
+        ENV
+    run:
+        Path(output[0]).write_text(yaml.safe_dump(json.loads(params.config), sort_keys=False))
+
+
 checkpoint problems:
     input:
-        cfg=CFG,
+        cfg=DATA_CFG,
     output:
         directory(RUN / "problems"),
     log:
@@ -94,7 +115,7 @@ checkpoint problems:
 
 rule trees:
     input:
-        cfg=CFG,
+        cfg=DATA_CFG,
         problems=RUN / "problems/{shard}.parquet",
     output:
         parquet=RUN / "trees/{shard}.parquet",
@@ -115,7 +136,7 @@ rule trees:
 # The tree walk: CPU only, from the shard's trees.
 rule thoughts_tree:
     input:
-        cfg=CFG,
+        cfg=DATA_CFG,
         trees=RUN / "trees/{shard}.parquet",
         problems=RUN / "problems/{shard}.parquet",
     output:
@@ -136,7 +157,7 @@ rule thoughts_tree:
 # cluster profile can give this rule alone a GPU.
 rule thoughts_method:
     input:
-        cfg=CFG,
+        cfg=DATA_CFG,
         problems=RUN / "problems/{shard}.parquet",
     output:
         parquet=RUN / "thoughts/{method}/{shard}.parquet",
@@ -159,7 +180,7 @@ rule thoughts_method:
 
 rule thoughts:
     input:
-        cfg=CFG,
+        cfg=DATA_CFG,
         parts=expand(RUN / "thoughts/{method}/{{shard}}.parquet", method=METHODS),
         stats=expand(RUN / "thoughts/{method}/{{shard}}.stats.json", method=METHODS),
     output:
@@ -178,7 +199,7 @@ rule thoughts:
 
 rule polish:
     input:
-        cfg=CFG,
+        cfg=DATA_CFG,
         thoughts=RUN / "thoughts/{shard}.parquet",
     output:
         parquet=RUN / "polished/{shard}.parquet",
@@ -198,7 +219,7 @@ rule polish:
 
 rule export:
     input:
-        cfg=CFG,
+        cfg=DATA_CFG,
         polished=shard_files("polished"),
         trees=shard_files("trees"),
         problems=shard_files("problems"),
@@ -283,7 +304,7 @@ EVAL_MODELS = {m.name: m for m in evaluated_models(CONFIG)}
 
 rule train:
     input:
-        cfg=CFG,
+        cfg=TRAIN_CFG,
         sft=[RUN / "sft" / f for f in stage_files(CONFIG.train.stages)],
     output:
         TRAIN / "train.json",

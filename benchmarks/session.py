@@ -92,13 +92,22 @@ class Session:
     """The embedded model in one in-process vLLM engine (the default config's local engine), and
     the problem set the engine figures use."""
 
-    def __init__(self, problems: int, width: int, depth: int, max_num_seqs: int | None = None):
+    def __init__(
+        self,
+        problems: int,
+        width: int,
+        depth: int,
+        max_num_seqs: int | None = None,
+        engine_process: bool | None = None,
+    ):
         self.cfg = load(overrides={"policy": {"width": width, "max_depth": depth}})
         if self.cfg.critic.engine != self.cfg.policy.engine:
             raise ValueError("the benchmarks assume the policy and the critic share one engine")
         self.settings = self.cfg.engines[self.cfg.policy.engine]
         if max_num_seqs:
             self.settings = dataclasses.replace(self.settings, max_num_seqs=max_num_seqs)
+        if engine_process is not None:
+            self.settings = dataclasses.replace(self.settings, engine_process=engine_process)
         self.problems = sample_problems(problems)
         self._tmp = tempfile.TemporaryDirectory(prefix="journey-bench-")
         self._caches = 0

@@ -304,6 +304,7 @@ class EvalModelConfig:
     samples: int = 4  # sampled answers per problem for pass@k and maj@k; 0: greedy only
     temperature: float = 0.8
     top_p: float = 0.95
+    unboxed: bool = True  # also read an answer stated without \boxed{} at the end of an output
 
 
 @dataclass

@@ -126,10 +126,11 @@ def test_every_output_is_checked_and_the_pages_show_the_models_side_by_side(tmp_
         cfg.run_dir / "problems/shard-00000.parquet",
     )
     scripts = {
+        # An empty box (the instruction copied) is no answer; an unboxed last sentence is read (unboxed: true).
         "base": {
             "What is 1 + 1?": "So \\boxed{2}.",
-            "What is 2 + 2?": "It is 5.",
-            "What is 3 + 3?": "\\boxed{7}",
+            "What is 2 + 2?": "I write it in \\boxed{}.",
+            "What is 3 + 3?": "3 and 3 make 7. So the answer is 7.",
         },
         "tuned": {
             "What is 1 + 1?": "Wait, let me go back. \\boxed{2}",
@@ -215,7 +216,7 @@ def test_the_compare_target_trains_the_stages_then_evaluates_each_model_and_the_
     )
     assert jobs == {"train": "1", "eval_model_outputs": "4", "eval_model": "1", "compare": "1"}
     run = tmp_path / "out" / "r"
-    assert f"train --config {run}/config.yaml --sft-dir {run}/sft --out-dir {run}/train" in proc.stdout
+    assert f"train --config {run}/config.train.yaml --sft-dir {run}/sft --out-dir {run}/train" in proc.stdout
     for model in ("base", "shortcut", "journey", "shortcut_control"):
         assert f"--out-dir {run}/eval_model --model {model} >" in proc.stdout
     assert f"--out-dir {run}/eval_model --summarize >" in proc.stdout

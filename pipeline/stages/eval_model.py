@@ -105,7 +105,7 @@ class _Grader:
     configured) for what math-verify leaves undecided."""
 
     def __init__(self, cfg: Config, checker: AnswerChecker, pool: EnginePool):
-        self.unboxed = cfg.answer_check.unboxed
+        self.unboxed = cfg.eval_model.unboxed
         self.checker = checker
         jc = cfg.answer_check.judge
         self.judge = AnswerJudge(pool.get(jc.engine), jc) if jc else None
@@ -114,6 +114,7 @@ class _Grader:
         rows = []
         for sample, comp in completions:
             answer = extract_final_answer(comp.text, self.unboxed) if comp.finish_reason != "error" else None
+            answer = (answer or "").strip() or None  # an empty \boxed{} (the instruction copied) gives none
             rows.append(
                 {
                     "sample": sample,
