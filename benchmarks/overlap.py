@@ -46,7 +46,7 @@ def run(problems: int, width: int, depth: int, delay_s: float) -> Figure:
     policy_cores, critic_cores = split_cores()
     # The policy's engine core in a process of its own, as on a GPU node (engine_process: null there):
     # in the job's process, pinning its threads to the policy's cores pins the whole process with them,
-    # the event loop and the critic's HTTP calls included (0.67 instead of 1.33 on the AVX2 EPYC).
+    # the event loop and the critic's HTTP calls included (0.67 instead of 1.20 on the AVX2 EPYC).
     session = Session(problems, width, depth, engine_process=True)
     walls, calls = {}, {}
     with pinned(policy_cores):
@@ -87,7 +87,8 @@ def run(problems: int, width: int, depth: int, delay_s: float) -> Figure:
         round(walls["level-synchronous"] / walls["streaming"], 2),
         ">= 1.5",
         [
-            f"{problems} problems, width {width}, depth {depth}; policy in-process on cores {policy_cores}, "
+            f"{problems} problems, width {width}, depth {depth}; policy (its engine core in a process of its "
+            f"own) on cores {policy_cores}, "
             f"critic on a local vLLM server on cores {critic_cores} behind a proxy adding {delay_s:g} s per call",
             ", ".join(f"{name} {walls[name]:.1f} s ({calls[name]} critic calls)" for name in walls),
             f"level-synchronous: policy engine busy {policy_s:.1f} s, critic (calls and latency) the other "
