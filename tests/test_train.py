@@ -101,31 +101,39 @@ def test_the_loss_covers_only_the_reply_with_or_without_generation_markers(sft_d
 
 
 @pytest.mark.vllm
-def test_the_journey_checkpoint_and_the_base_model_on_the_server_are_evaluated_side_by_side(
+def test_the_journey_and_control_checkpoints_and_the_base_model_are_evaluated_side_by_side(
     trained, tmp_path, server_url
 ):
-    """The base model through the OpenAI-compatible server, the trained checkpoint in in-process vLLM."""
+    """The paper's comparison on what was trained here: the base model through the OpenAI-compatible
+    server, the journey and shortcut-control checkpoints in in-process vLLM, one after the other."""
     from pipeline.testing.vllm_server import SERVED_MODEL_NAME
 
     config = eval_config(
         tmp_path,
         engines={"served": {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}},
-        models=[{"name": "base", "engine": "served"}, {"name": "journey", "model": str(trained / "journey")}],
+        models=[
+            {"name": "base", "engine": "served"},
+            *({"name": stage, "model": str(trained / stage)} for stage in ("journey", "shortcut_control")),
+        ],
         samples=2,
         max_tokens=48,
     )
     out = tmp_path / "eval"
     proc = _cli("eval-model", "--config", str(config), "--out-dir", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "base vs journey:" in proc.stdout
+    assert "journey vs shortcut_control:" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["models"]) == ["base", "journey"]
-    for name, path in (("base", SERVED_MODEL_NAME), ("journey", str(trained / "journey"))):
+    assert list(summary["models"]) == ["base", "journey", "shortcut_control"]
+    paths = {"base": SERVED_MODEL_NAME, **{s: str(trained / s) for s in ("journey", "shortcut_control")}}
+    for name, path in paths.items():
         m = summary["models"][name]
         assert m["model_path"] == path and m["problems"] == len(BENCHMARK) and m["samples"] == 2
         assert set(m["pass_at_k"]) == {"1", "2"} and 0 < m["tokens_mean"] <= 48
     # Three problems cannot tell two models apart: the page says so rather than crowning one.
-    assert summary["comparisons"][0]["within_noise"]
+    pairs = [(c["a"], c["b"]) for c in summary["comparisons"]]
+    assert pairs == [("base", "journey"), ("base", "shortcut_control"), ("journey", "shortcut_control")]
+    assert all(c["within_noise"] for c in summary["comparisons"])
+    assert len(list((out / "problems").glob("*.html"))) == len(BENCHMARK)
     stats = json.loads((out / "outputs/journey.stats.json").read_text())
     assert stats["engines"]["model:journey"]["requests"] == 2 * len(BENCHMARK)
 

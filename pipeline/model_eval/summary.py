@@ -28,7 +28,6 @@ def model_figures(rows: list[dict]) -> dict:
     n = min((len(v) for v in by_problem.values()), default=0)
     hits = sum(r["correct"] for r in greedy)
     words = [word_count(r["text"]) for r in greedy]
-    keywords = [keyword_counts(r["text"]) for r in greedy]
     figures = {
         "problems": len(greedy),
         "greedy": {
@@ -44,13 +43,7 @@ def model_figures(rows: list[dict]) -> dict:
         "maj_at_k": {},
         "tokens_mean": round(mean(r["tokens"] for r in greedy), 1) if greedy else None,
         "words_mean": round(mean(words), 1) if words else None,
-        # Per answer: how often the greedy output stops to reflect or goes back (a journey model's habit).
-        "per_answer": {
-            **{k: round(mean(c[k] for c in keywords), 3) for k in ("wait", "alternatively")},
-            "backtracks": round(mean(backtrack_count(r["text"]) for r in greedy), 3) if greedy else None,
-        }
-        if greedy
-        else {},
+        "per_answer": _per_answer([r["text"] for r in greedy]),
         "checkers": _counts(r["checker"] for r in rows),
     }
     for k in ks(n):
@@ -65,6 +58,19 @@ def model_figures(rows: list[dict]) -> dict:
             len(samples),
         )
     return figures
+
+
+def _per_answer(texts: list[str]) -> dict:
+    """How often an answer stops to reflect or goes back (a journey model's habit), on average.
+
+    >>> _per_answer(["Wait, that can't be right.", "2 + 2 = 4."])
+    {'wait': 0.5, 'alternatively': 0.0, 'backtracks': 0.5}
+    """
+    if not texts:
+        return {}
+    keywords = [keyword_counts(t) for t in texts]
+    out = {k: round(sum(c[k] for c in keywords) / len(texts), 3) for k in ("wait", "alternatively")}
+    return out | {"backtracks": round(sum(map(backtrack_count, texts)) / len(texts), 3)}
 
 
 def comparisons(rows_by_model: dict[str, list[dict]]) -> list[dict]:
