@@ -38,6 +38,14 @@ PY = "python -m pipeline" if IN_CONDA else f"{sys.executable} -m pipeline"
 wildcard_constraints:
     shard=r"shard-\d{5}",
 
+# Writing a config copy is no work for a cluster: it runs where Snakemake runs, not as a SLURM job.
+localrules:
+    all,
+    resolved_config,
+    scoped_config,
+    eval,
+    compare,
+
 
 def shard_files(stage, suffix=".parquet"):
     """An input function: the stage's file (parquet, or its `.stats.json` sidecar) of every shard the
