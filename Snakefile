@@ -10,7 +10,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import from_dict
 from pipeline.formats import output_files
-from pipeline.model_eval.models import evaluated_models
+from pipeline.model_eval.models import evaluated_models, train_dir
 from pipeline.placement import gpus
 from pipeline.stages.problems import check_source
 from pipeline.train import stage_files
@@ -305,7 +305,7 @@ rule eval:
 
 # The paper's comparison (not part of `all`): train the stages in train.stages on the run's data, then
 # evaluate the base model and each checkpoint on the held-out benchmark. `snakemake ... compare`.
-TRAIN = RUN / "train"
+TRAIN = train_dir(CONFIG)
 EVAL_MODEL = RUN / "eval_model"
 EVAL_MODELS = {m.name: m for m in evaluated_models(CONFIG)}
 

@@ -33,18 +33,16 @@ def base_model(cfg: Config) -> str:
 
 def evaluated_models(cfg: Config) -> list[ModelToEval]:
     em = cfg.eval_model
-    specs = em.models
-    stages: dict[str, str] = {}
-    if specs is None:
-        specs = [EvalModelSpec("base", base_model(cfg))]
-        for stage in cfg.train.stages:
-            specs.append(EvalModelSpec(stage, str(train_dir(cfg) / stage)))
-            stages[stage] = stage
+    if em.models is not None:
+        listed = [(spec, None) for spec in em.models]
+    else:
+        listed = [(EvalModelSpec("base", base_model(cfg)), None)]
+        listed += [(EvalModelSpec(s, str(train_dir(cfg) / s)), s) for s in cfg.train.stages]
     out = []
-    for spec in specs:
+    for spec, stage in listed:
         settings = cfg.engines[spec.engine or em.engine]
-        model = spec.model or settings.model
-        out.append(ModelToEval(spec.name, dataclasses.replace(settings, model=model), stages.get(spec.name)))
+        engine = dataclasses.replace(settings, model=spec.model or settings.model)
+        out.append(ModelToEval(spec.name, engine, stage))
     return out
 
 

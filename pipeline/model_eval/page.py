@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from pipeline.model_eval.summary import GREEDY
+from pipeline.model_eval.summary import GREEDY, interval_text
 from pipeline.report.html import esc, num_cell, page, safe_name, table
 
 CSS = """
@@ -13,10 +13,6 @@ CSS = """
 .side{display:grid;grid-auto-flow:column;grid-auto-columns:minmax(18em,1fr);gap:1em;overflow-x:auto}
 .side>div{border:1px solid #ddd;border-radius:6px;padding:.5em .8em}
 """
-
-
-def _interval(ci) -> str:
-    return "-" if ci is None else f"{ci[0]:.2f}-{ci[1]:.2f}"
 
 
 def _models_table(summary: dict) -> str:
@@ -36,7 +32,7 @@ def _models_table(summary: dict) -> str:
         rows.append(
             f"<tr><td>{esc(name)}<div class='muted'>{esc(m['model_path'])}</div></td>"
             + num_cell(g["accuracy"])
-            + f"<td class='num'>{esc(_interval(g['ci95']))}</td>"
+            + f"<td class='num'>{esc(interval_text(g['ci95']))}</td>"
             + num_cell(f"{g['correct']}/{m['problems']}")
             + num_cell(g["no_answer"])
             + num_cell(g["cut_at_max_tokens"])

@@ -14,6 +14,14 @@ GREEDY = -1
 NOISE_P = 0.05  # a pair whose McNemar p is at or above this is "within noise"
 
 
+def interval_text(ci) -> str:
+    """
+    >>> interval_text((0.1381, 0.6094)), interval_text(None)
+    ('0.14-0.61', '-')
+    """
+    return "-" if ci is None else f"{ci[0]:.2f}-{ci[1]:.2f}"
+
+
 def _share(hits: int, n: int) -> float | None:
     return round(hits / n, 4) if n else None
 

@@ -26,7 +26,7 @@ from pipeline.engines.seeds import request_seed
 from pipeline.io.tables import PROBLEM_SCHEMA, read_table, write_json, write_stats, write_table, write_text
 from pipeline.model_eval.models import ModelToEval, evaluated_models, find_model, fingerprint
 from pipeline.model_eval.page import index_page, problem_page
-from pipeline.model_eval.summary import GREEDY, NOISE_P, comparisons, model_figures
+from pipeline.model_eval.summary import GREEDY, NOISE_P, comparisons, interval_text, model_figures
 from pipeline.progress import Progress
 from pipeline.prompts import fill, load_yaml
 from pipeline.report.html import safe_name
@@ -274,10 +274,9 @@ def summary_lines(summary: dict) -> list[str]:
     lines = []
     for name, m in summary["models"].items():
         g = m["greedy"]
-        ci = "-" if g["ci95"] is None else f"{g['ci95'][0]:.2f}-{g['ci95'][1]:.2f}"
         passes = ", ".join(f"pass@{k} {v:.3f}" for k, v in m["pass_at_k"].items())
         lines.append(
-            f"{name}: greedy {g['correct']}/{m['problems']} (95% {ci}){'; ' + passes if passes else ''}"
+            f"{name}: greedy {g['correct']}/{m['problems']} (95% {interval_text(g['ci95'])}){'; ' + passes if passes else ''}"
         )
     for c in summary["comparisons"]:
         noise = "within noise" if c["within_noise"] else "beyond noise"
