@@ -39,8 +39,8 @@ def pytest_collection_modifyitems(items):
 def vllm_engine():
     from pipeline.engines.vllm_engine import VLLMEngine
 
-    # The default config's local engine: its KV cache sized for what a shard runs at once, so a
-    # test's engine and a server (or a second test run) fit side by side.
+    # The default config's local engine: its KV cache sized by `kv_cache_gib: auto`, so a test's
+    # engine and a server (or a second test run) fit side by side.
     engine = VLLMEngine(load().engines["local"])
     yield engine
     engine.close()

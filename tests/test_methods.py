@@ -19,6 +19,7 @@ from pipeline.methods import METHODS, method_module
 from pipeline.run_stats import stage_stats
 from pipeline.stages.polish import run_polish
 from pipeline.stages.thoughts import merge_thoughts, run_method
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME
 from tests.conftest import EASY_PROBLEMS
 from tests.fake_engine import SharedEngine
 from tests.snakemake_run import snakemake, write_config
@@ -378,15 +379,19 @@ def test_polish_and_export_skip_solutions_and_unverified_journeys(tmp_path):
 
 
 @pytest.mark.snakemake
-def test_snakemake_runs_two_methods_and_merges_them_before_polish_and_export(tmp_path):
+def test_snakemake_runs_two_methods_and_merges_them_before_polish_and_export(server_url, tmp_path):
+    # Served by the session's vLLM server: the jobs, not the engine kind, are what is tested here.
+    endpoint = {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}
     config = write_config(
         tmp_path,
         "methods",
         EASY_PROBLEMS[:2],
+        engines={"endpoint": endpoint},
         thoughts={"methods": ["tree", "propose-critique"]},
-        policy={"width": 2, "max_depth": 2},
+        policy={"engine": "endpoint", "width": 2, "max_depth": 2},
+        critic={"engine": "endpoint"},
         polish={"enabled": False},
-        propose_critique=SMALL["propose_critique"],
+        propose_critique={**SMALL["propose_critique"], "engine": "endpoint"},
     )
     proc = snakemake("--configfile", str(config))
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]

@@ -131,8 +131,8 @@ class EngineSettings:
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     enable_prefix_caching: bool = True
-    # The KV cache in GiB, "auto" (max_num_seqs sequences of max_model_len tokens: nothing is ever
-    # preempted), or None (vLLM's own sizing from gpu_memory_utilization, the usual on a GPU).
+    # The KV cache in GiB, "auto" (max_num_seqs sequences of a quarter of max_model_len tokens, see
+    # vllm_engine.auto_kv_tokens), or None (vLLM's own sizing from gpu_memory_utilization, the usual on a GPU).
     kv_cache_gib: float | str | None = None
     max_num_seqs: int | None = None
     # vLLM's engine core in a process of its own (true) or in the job's process (false); null: in the

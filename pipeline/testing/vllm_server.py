@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipeline.engines.vllm_engine import kv_cache_bytes, resolve_dtype
+from pipeline.engines.vllm_engine import auto_kv_tokens, kv_cache_bytes, resolve_dtype
 from pipeline.model_files import cache_root
 
 SERVED_MODEL_NAME = "smollm2"
@@ -41,9 +41,8 @@ def vllm_server(
 ) -> Iterator[str]:
     """Serve model_path as "smollm2" on 127.0.0.1; yields http://127.0.0.1:PORT/v1.
 
-    Its KV cache holds max_num_seqs sequences of max_model_len tokens, as the pipeline's
-    kv_cache_gib: auto sizes it: sized by a fraction of memory instead, vLLM on CPU refuses to
-    start beside another instance ("Available memory on node 0 ... less than requested")."""
+    Its KV cache is sized as the pipeline's kv_cache_gib: auto sizes one: sized by a fraction of
+    memory instead, vLLM on CPU refuses to start beside another instance ("Available memory on node 0 ... less than requested")."""
     port = port or free_port()
     dtype = resolve_dtype("auto")  # as the in-process engine: float32 on a CPU without bfloat16
     env = dict(os.environ)
@@ -66,7 +65,7 @@ def vllm_server(
         "--max-model-len",
         str(MAX_MODEL_LEN),
         "--kv-cache-memory-bytes",
-        str(kv_cache_bytes(model_path, max_num_seqs, MAX_MODEL_LEN, dtype)),
+        str(kv_cache_bytes(model_path, 1, auto_kv_tokens(max_num_seqs, MAX_MODEL_LEN), dtype)),
         "--max-num-seqs",
         str(max_num_seqs),
         "--enforce-eager",
