@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.testing.vllm_server import SERVED_MODEL_NAME
+from pipeline.testing.vllm_server import served_engine
 from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, snakemake, write_config
 
@@ -78,7 +78,7 @@ def test_two_shards_running_at_once_never_write_the_same_file(server_url, tmp_pa
     hooks.mkdir()
     log_dir.mkdir()
     (hooks / "sitecustomize.py").write_text(RECORDER)
-    endpoint = {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}
+    endpoint = served_engine(server_url)
     config = write_config(
         tmp_path,
         "concurrent",

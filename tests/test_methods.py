@@ -19,7 +19,7 @@ from pipeline.methods import METHODS, method_module
 from pipeline.run_stats import stage_stats
 from pipeline.stages.polish import run_polish
 from pipeline.stages.thoughts import merge_thoughts, run_method
-from pipeline.testing.vllm_server import SERVED_MODEL_NAME
+from pipeline.testing.vllm_server import served_engine
 from tests.conftest import EASY_PROBLEMS
 from tests.fake_engine import SharedEngine
 from tests.snakemake_run import snakemake, write_config
@@ -381,7 +381,7 @@ def test_polish_and_export_skip_solutions_and_unverified_journeys(tmp_path):
 @pytest.mark.snakemake
 def test_snakemake_runs_two_methods_and_merges_them_before_polish_and_export(server_url, tmp_path):
     # Served by the session's vLLM server: the jobs, not the engine kind, are what is tested here.
-    endpoint = {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}
+    endpoint = served_engine(server_url)
     config = write_config(
         tmp_path,
         "methods",

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pipeline.io.tables import PROBLEM_SCHEMA, write_table
-from pipeline.testing.vllm_server import SERVED_MODEL_NAME
+from pipeline.testing.vllm_server import served_engine
 from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import (
     ROOT,
@@ -108,7 +108,7 @@ def reference(server_url, tmp_path_factory):
 
 
 def endpoint_config(tmp: Path, server_url: str, source: Path | None = None) -> Path:
-    endpoint = {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}
+    endpoint = served_engine(server_url)
     return write_config(
         tmp,
         "resume",

@@ -106,11 +106,11 @@ def test_the_journey_and_control_checkpoints_and_the_base_model_are_evaluated_si
 ):
     """The paper's comparison on what was trained here: the base model through the OpenAI-compatible
     server, the journey and shortcut-control checkpoints in in-process vLLM, one after the other."""
-    from pipeline.testing.vllm_server import SERVED_MODEL_NAME
+    from pipeline.testing.vllm_server import SERVED_MODEL_NAME, served_engine
 
     config = eval_config(
         tmp_path,
-        engines={"served": {"kind": "openai", "base_url": server_url, "model": SERVED_MODEL_NAME}},
+        engines={"served": served_engine(server_url)},
         models=[
             {"name": "base", "engine": "served"},
             *({"name": stage, "model": str(trained / stage)} for stage in ("journey", "shortcut_control")),

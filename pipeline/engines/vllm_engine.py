@@ -168,7 +168,7 @@ def _kv_bytes(settings: EngineSettings, model_dir: str, dtype: str) -> int:
     if not (settings.max_num_seqs and settings.max_model_len):
         raise ValueError(f"engine {settings.name!r}: kv_cache_gib auto needs max_num_seqs and max_model_len")
     tokens = auto_kv_tokens(settings.max_num_seqs, settings.max_model_len)
-    size = kv_cache_bytes(model_dir, 1, tokens, dtype)
+    size = kv_cache_bytes(model_dir, tokens, dtype)
     log.info("engine %s: KV cache %.2f GiB (%d tokens)", settings.name, size / 2**30, tokens)
     return size
 
@@ -276,13 +276,13 @@ class StepLoop:
         self._pending.clear()
 
 
-def kv_cache_bytes(model: str, sequences: int, tokens: int, dtype: str = "auto") -> int:
-    """KV-cache bytes for `sequences` sequences of `tokens` tokens: keys and values of every layer.
+def kv_cache_bytes(model: str, tokens: int, dtype: str = "auto") -> int:
+    """KV-cache bytes for `tokens` tokens: keys and values of every layer.
 
     >>> import tempfile; d = tempfile.mkdtemp()
     >>> _ = Path(d, "config.json").write_text('{"num_hidden_layers": 30, "num_attention_heads": 9, '
     ...     '"num_key_value_heads": 3, "hidden_size": 576}')
-    >>> kv_cache_bytes(d, sequences=1, tokens=1)  # SmolLM2-135M: 30 layers x 3 heads x 64 x (K, V) x 2 B
+    >>> kv_cache_bytes(d, tokens=1)  # SmolLM2-135M: 30 layers x 3 heads x 64 x (K, V) x 2 B
     23040
     """
     config = Path(model) / "config.json"
@@ -297,7 +297,7 @@ def kv_cache_bytes(model: str, sequences: int, tokens: int, dtype: str = "auto")
     kv_heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
     # dtype auto (on a GPU, after resolve_dtype): vLLM runs even a float32 checkpoint in 16 bits.
     width = 4 if dtype in ("float32", "float") else 2
-    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * width * sequences * tokens
+    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * width * tokens
 
 
 class VLLMEngine:

@@ -26,6 +26,11 @@ STOP_TIMEOUT_S = 20.0
 MAX_MODEL_LEN = 4096
 
 
+def served_engine(base_url: str) -> dict:
+    """An engine entry of the config that talks to a server `vllm_server` started."""
+    return {"kind": "openai", "base_url": base_url, "model": SERVED_MODEL_NAME}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,8 +46,9 @@ def vllm_server(
 ) -> Iterator[str]:
     """Serve model_path as "smollm2" on 127.0.0.1; yields http://127.0.0.1:PORT/v1.
 
-    Its KV cache is sized as the pipeline's kv_cache_gib: auto sizes one: sized by a fraction of
-    memory instead, vLLM on CPU refuses to start beside another instance ("Available memory on node 0 ... less than requested")."""
+    Its KV cache is sized as `kv_cache_gib: auto` sizes the pipeline's: sized by a fraction of
+    memory instead, vLLM on CPU refuses to start beside another instance ("Available memory on
+    node 0 ... less than requested")."""
     port = port or free_port()
     dtype = resolve_dtype("auto")  # as the in-process engine: float32 on a CPU without bfloat16
     env = dict(os.environ)
@@ -65,7 +71,7 @@ def vllm_server(
         "--max-model-len",
         str(MAX_MODEL_LEN),
         "--kv-cache-memory-bytes",
-        str(kv_cache_bytes(model_path, 1, auto_kv_tokens(max_num_seqs, MAX_MODEL_LEN), dtype)),
+        str(kv_cache_bytes(model_path, auto_kv_tokens(max_num_seqs, MAX_MODEL_LEN), dtype)),
         "--max-num-seqs",
         str(max_num_seqs),
         "--enforce-eager",
