@@ -89,7 +89,10 @@ def test_a_critic_reply_that_is_not_the_json_is_recorded_as_unknown_with_the_rea
     engine.close()
 
     clean, not_json, missing = scores
-    assert clean.verdict in ("correct", "incorrect") and not clean.problem
+    # The clean reply reached the critic untouched: a verdict, cut at the token limit where the model
+    # rambles on (bf16 SmolLM2 on an AMX Xeon does), never one of the injected faults' reasons.
+    assert clean.verdict in ("correct", "incorrect")
+    assert clean.problem in ("", "critic reply truncated at the token limit"), clean
     assert (not_json.verdict, not_json.score, not_json.problem) == (
         "unknown",
         None,
