@@ -38,11 +38,17 @@ PY = "python -m pipeline" if IN_CONDA else f"{sys.executable} -m pipeline"
 wildcard_constraints:
     shard=r"shard-\d{5}",
 
-# Writing a config copy is no work for a cluster: it runs where Snakemake runs, not as a SLURM job.
+# Run where Snakemake runs, not as cluster jobs: the config copies, and the CPU stages that take
+# seconds per shard, where a SLURM job's queue wait and start-up would cost more than the work. The
+# problems stage also reads a Hub dataset there, on the login node that has the internet access compute
+# nodes often lack. Export and report read every shard, so they stay jobs with the profile's memory.
 localrules:
     all,
     resolved_config,
     scoped_config,
+    problems,
+    thoughts_tree,
+    thoughts,
     eval,
     compare,
 

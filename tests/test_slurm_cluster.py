@@ -134,22 +134,29 @@ def slurm_run(cluster, tmp_path_factory) -> SlurmRun:
 
 
 def expected_jobs(out: Path) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job of the run but the local rules (`all`, the config copies)."""
+    """(rule, wildcards) of every SLURM job of the run: all but the local rules."""
     methods = yaml.safe_load((out / "config.yaml").read_text())["thoughts"]["methods"]
-    jobs = {("problems", ""), ("export", ""), ("report", "")}
+    jobs = {("export", ""), ("report", "")}
     for shard in SHARDS:
-        jobs |= {("trees", shard), ("thoughts", shard), ("polish", shard)}
-        jobs |= {
-            ("thoughts_tree", shard) if m == "tree" else ("thoughts_method", f"{m}_{shard}") for m in methods
-        }
+        jobs |= {("trees", shard), ("polish", shard)}
+        jobs |= {("thoughts_method", f"{m}_{shard}") for m in methods if m != "tree"}
     return jobs
 
 
-def test_every_job_is_its_own_slurm_job_and_only_the_model_stages_ask_a_gpu(slurm_run):
+def local_jobs(log: str) -> list[tuple[str, str]]:
+    """(rule, shard) of every job Snakemake ran on its own host, from its log."""
+    found = re.finditer(r"^local(?:rule|checkpoint) (\w+):((?:\n    .*)*)", log, flags=re.M)
+    return [(m.group(1), "".join(re.findall(r"shard=([\w-]+)", m.group(2)))) for m in found]
+
+
+def test_model_stages_export_and_report_are_slurm_jobs_and_only_the_model_stages_ask_a_gpu(slurm_run):
     completed = [j for j in slurm_run.jobs if j["JobState"] == "COMPLETED"]
     seen = [re.fullmatch(r"rule_(\w+?)(?:_wildcards_(.*))?", j["Comment"]).groups("") for j in completed]
     assert sorted(seen) == sorted(expected_jobs(slurm_run.out)), seen
     assert len({j["JobId"] for j in completed}) == len(completed)
+    # The seconds-long CPU stages ran where Snakemake runs, with no queue wait or job start-up.
+    quick = {("problems", "")} | {(rule, s) for s in SHARDS for rule in ("thoughts_tree", "thoughts")}
+    assert quick <= set(local_jobs(slurm_run.log)), local_jobs(slurm_run.log)
     for (rule, _), job in zip(seen, completed, strict=True):
         assert job["ExitCode"] == "0:0" and job["NodeList"] == slurm_run.cluster.node
         assert job["Partition"] == slurm_run.cluster.partition  # the cluster's default, found by sinfo
