@@ -35,7 +35,9 @@ def write_config(tmp: Path, run: str, problem_rows: list[dict], **sections) -> P
         "output_root": str(tmp / "outputs"),
         "problems": {"source": str(source), "shard_size": 2},
         "policy": {"width": 4, "max_depth": 3},
-        "polish": {"max_tokens": 384},
+        # One short attempt: the 135M polisher passes almost no guard at any length; the tests of
+        # retries and of passing journeys (test_polish) set their own.
+        "polish": {"max_tokens": 128, "attempts": 1},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}

@@ -117,7 +117,7 @@ def endpoint_config(tmp: Path, server_url: str, source: Path | None = None) -> P
         engines={"endpoint": endpoint},
         policy={"engine": "endpoint", "width": 3},
         critic={"engine": "endpoint"},
-        polish={"engine": "endpoint", "max_tokens": 256},
+        polish={"engine": "endpoint"},
     )
 
 

@@ -34,7 +34,7 @@ CONFIG = {
     "run": RUN,
     "problems": {"source": "pipeline/data/sample_problems.jsonl", "limit": 2, "shard_size": 1},
     "policy": {"width": 2, "max_depth": 2},
-    "polish": {"attempts": 1, "max_tokens": 256},
+    "polish": {"attempts": 1, "max_tokens": 128},
 }
 SHARDS = ("shard-00000", "shard-00001")
 # The job forced to fail on its first attempt (a model job: the retry must get the GPU again).

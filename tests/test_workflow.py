@@ -28,10 +28,7 @@ PRICES = {"input": 0.15, "output": 0.6}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workflow")
-    # One polish attempt: retries with feedback are test_polish's; here the jobs and files are tested.
-    config = write_config(
-        tmp, "e2e", EASY_PROBLEMS, engines={"local": {"prices": PRICES}}, polish={"attempts": 1}
-    )
+    config = write_config(tmp, "e2e", EASY_PROBLEMS, engines={"local": {"prices": PRICES}})
     proc = snakemake("--configfile", str(config))
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     (tmp / "snakemake.log").write_text(proc.stdout + proc.stderr)
