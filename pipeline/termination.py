@@ -21,11 +21,24 @@ def _raise(signum: int, frame) -> None:
 
 
 def _descendants() -> list:
+    """The job's child processes but multiprocessing's resource tracker, which ignores SIGTERM and ends
+    by itself once the job's process exits, unlinking the semaphores and shared memory the job leaked
+    (killed, it would leak them; waited for, it held up every cancel by the whole grace period)."""
     try:
         import psutil  # vLLM's own dependency; without vLLM no engine process exists to reap
     except ImportError:
         return []
-    return psutil.Process(os.getpid()).children(recursive=True)
+    children = psutil.Process(os.getpid()).children(recursive=True)
+    return [p for p in children if not _is_resource_tracker(p)]
+
+
+def _is_resource_tracker(process) -> bool:
+    import psutil
+
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def _reap(processes: list) -> None:
