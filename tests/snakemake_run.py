@@ -15,6 +15,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--nolock"]
+# Polish in tests not about polish: one short attempt, as the 135M polisher passes almost no guard at
+# any length; the tests of retries and of passing journeys (test_polish) set their own.
+POLISH = {"max_tokens": 128, "attempts": 1}
 
 
 def snakemake(
@@ -35,9 +38,7 @@ def write_config(tmp: Path, run: str, problem_rows: list[dict], **sections) -> P
         "output_root": str(tmp / "outputs"),
         "problems": {"source": str(source), "shard_size": 2},
         "policy": {"width": 4, "max_depth": 3},
-        # One short attempt: the 135M polisher passes almost no guard at any length; the tests of
-        # retries and of passing journeys (test_polish) set their own.
-        "polish": {"max_tokens": 128, "attempts": 1},
+        "polish": POLISH,
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}

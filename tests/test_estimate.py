@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import EASY_PROBLEMS
-from tests.snakemake_run import ROOT
+from tests.snakemake_run import POLISH, ROOT
 
 pytestmark = pytest.mark.vllm
 
@@ -38,7 +38,7 @@ def estimated(tmp_path_factory):
                 "problems": {"source": str(source), "shard_size": 2},
                 "engines": {"local": {"prices": PRICES}},
                 "policy": {"width": 2, "max_depth": 2},
-                "polish": {"attempts": 1, "max_tokens": 128},
+                "polish": POLISH,
             }
         )
     )

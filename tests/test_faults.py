@@ -16,7 +16,7 @@ from pipeline.engines import EngineSettings, Request
 from pipeline.engines.openai_engine import OpenAIEngine
 from pipeline.scorers.base import StepToScore
 from pipeline.scorers.critic import Critic
-from pipeline.testing.vllm_server import SERVED_MODEL_NAME
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME, served_engine
 from tests.conftest import EASY_PROBLEMS
 from tests.fault_proxy import BAD_CRITIC, TRANSIENT, FaultProxy, body_hash, text_of
 from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
@@ -132,15 +132,8 @@ POISONED = {"problem_id": "poisoned", "problem": "What is 1 + 1? [fault:500_alwa
 
 def test_a_run_through_a_faulty_endpoint_completes_and_records_every_permanent_fault(server_url, tmp_path):
     key = "sk-journey-sentinel-faults-9876543210"
-    endpoint = {
-        "kind": "openai",
-        "base_url": None,
-        "model": SERVED_MODEL_NAME,
-        "api_key_env": "JOURNEY_TEST_KEY",
-        "max_retries": 3,
-    }
     with FaultProxy(server_url, CyclingPlan()).running() as proxy:
-        endpoint["base_url"] = proxy.url
+        endpoint = {**served_engine(proxy.url), "api_key_env": "JOURNEY_TEST_KEY", "max_retries": 3}
         config = write_config(
             tmp_path,
             "faults",

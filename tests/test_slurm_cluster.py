@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.slurm_cluster import Cluster, one_node_cluster
-from tests.snakemake_run import ROOT, copy_caches, snakemake, snapshot
+from tests.snakemake_run import POLISH, ROOT, copy_caches, snakemake, snapshot
 
 pytestmark = [pytest.mark.cluster, pytest.mark.snakemake, pytest.mark.vllm]
 
@@ -34,7 +34,7 @@ CONFIG = {
     "run": RUN,
     "problems": {"source": "pipeline/data/sample_problems.jsonl", "limit": 2, "shard_size": 1},
     "policy": {"width": 2, "max_depth": 2},
-    "polish": {"attempts": 1, "max_tokens": 128},
+    "polish": POLISH,
 }
 SHARDS = ("shard-00000", "shard-00001")
 # The job forced to fail on its first attempt (a model job: the retry must get the GPU again).

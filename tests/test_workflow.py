@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.io.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
-from pipeline.testing.vllm_server import SERVED_MODEL_NAME
+from pipeline.testing.vllm_server import SERVED_MODEL_NAME, served_engine
 from tests.conftest import EASY_PROBLEMS
 from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
 
@@ -247,14 +247,7 @@ def test_policy_critic_and_polisher_can_each_use_an_openai_endpoint(server_url, 
         tmp_path,
         "endpoint",
         EASY_PROBLEMS[:2],
-        engines={
-            "endpoint": {
-                "kind": "openai",
-                "base_url": server_url,
-                "model": SERVED_MODEL_NAME,
-                "api_key_env": "JOURNEY_TEST_KEY",
-            }
-        },
+        engines={"endpoint": {**served_engine(server_url), "api_key_env": "JOURNEY_TEST_KEY"}},
         policy={"engine": "endpoint"},
         critic={"engine": "endpoint"},
         polish={"engine": "endpoint"},
