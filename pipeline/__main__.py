@@ -1,7 +1,6 @@
-import sys
-
 from pipeline.cli import main
+from pipeline.termination import exit_process
 
 # vLLM starts its engine in spawned processes, which re-import __main__: keep the guard.
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

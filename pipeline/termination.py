@@ -1,11 +1,15 @@
-"""A cancelled job (SIGTERM from Snakemake or SLURM's scancel) closes its engines instead of dying with them running."""
+"""How a job's process ends: cancelled (SIGTERM from Snakemake or SLURM's scancel), it closes its engines
+instead of dying with them running; finished, it skips the interpreter's teardown of vLLM."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import signal
+import sys
+import threading
 from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
@@ -74,3 +78,18 @@ def cancellable() -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def exit_process(code: int) -> None:
+    """End the process with `code`. Where vLLM was imported, the exit handlers run and the standard
+    streams are flushed, then the process ends without the interpreter's teardown: freeing torch's and
+    vLLM's modules takes 2-3 s of CPU per model job and writes nothing (every output and cache write is
+    closed by then). While a thread that is not a daemon still runs, the exit is the normal one, which
+    waits for it."""
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if "vllm" not in sys.modules or busy:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -97,8 +97,11 @@ class FaultProxy(LocalProxy):
 
 
 def _rewrite_content(content: bytes, fault: str) -> bytes:
+    """The reply as a critic that finished its answer wrongly would give it: whatever the model wrote
+    (a rationale cut at the token limit included), the replacement is a whole reply."""
     data = json.loads(content)
     replacement = "The step looks correct to me." if fault == "not_json" else '{"correct": true}'
     for choice in data.get("choices", []):
         choice["message"]["content"] = replacement
+        choice["finish_reason"] = "stop"
     return json.dumps(data).encode()
