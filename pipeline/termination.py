@@ -1,5 +1,5 @@
 """How a job's process ends: cancelled (SIGTERM from Snakemake or SLURM's scancel), it closes its engines
-instead of dying with them running; finished, it skips the interpreter's teardown of vLLM."""
+instead of dying with them running; finished, it skips the interpreter's teardown of torch and vLLM."""
 
 from __future__ import annotations
 
@@ -81,13 +81,13 @@ def cancellable() -> Iterator[None]:
 
 
 def exit_process(code: int) -> None:
-    """End the process with `code`. Where vLLM was imported, the exit handlers run and the standard
-    streams are flushed, then the process ends without the interpreter's teardown: freeing torch's and
-    vLLM's modules takes 2-3 s of CPU per model job and writes nothing (every output and cache write is
-    closed by then). While a thread that is not a daemon still runs, the exit is the normal one, which
-    waits for it."""
+    """End the process with `code`. Where torch was imported (vLLM, training), the exit handlers run and
+    the standard streams are flushed, then the process ends without the interpreter's teardown: freeing
+    torch's and vLLM's modules takes 2-3 s of CPU per model job and writes nothing (every output and
+    cache write is closed by then). While a thread that is not a daemon still runs, the exit is the
+    normal one, which waits for it."""
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if "vllm" not in sys.modules or busy:
+    if "torch" not in sys.modules or busy:
         sys.exit(code)
     atexit._run_exitfuncs()
     sys.stdout.flush()

@@ -11,11 +11,11 @@ import pytest
 
 from tests.snakemake_run import ROOT
 
-# A process that looks as if it had imported vLLM (the fast exit's condition), with an exit handler
+# A process that looks as if it had imported torch (the fast exit's condition), with an exit handler
 # and output left in stdout's buffer.
 PRELUDE = """
 import atexit, sys, threading, time, types
-sys.modules["vllm"] = types.ModuleType("vllm")
+sys.modules["torch"] = types.ModuleType("torch")
 from pipeline.termination import exit_process
 atexit.register(lambda: print("exit handler ran", flush=True))
 sys.stdout.write("buffered line\\n")
