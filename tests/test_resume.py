@@ -37,7 +37,8 @@ pytestmark = pytest.mark.snakemake
 WITH_LOCK = [arg for arg in SNAKEMAKE if arg != "--nolock"]
 STAGES = ("problems", "trees", "thoughts", "polish", "export", "report")
 # Each trial waits for one stage's job to start, then kills everything a random moment later: every
-# stage once, the trees stage (the one with the most state in flight) twice.
+# stage once, the trees stage (the one with the most state in flight) twice (the second kill lands in
+# the run that resumes the first).
 TRIALS = ("problems", "trees", "trees", "thoughts", "polish", "export", "report")
 
 
@@ -81,13 +82,18 @@ def kill_when(config: Path, ready, delay: float = 0.0) -> str:
     return hit
 
 
+def unlock(config: Path) -> None:
+    """Release the lock a killed run left (the README's first resume step)."""
+    proc = subprocess.run(
+        [*WITH_LOCK, "--configfile", str(config), "--unlock"], cwd=ROOT, capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def resume(config: Path, *targets: str) -> subprocess.CompletedProcess:
     """The README's resume: release the dead run's lock, then the same command again (up to
     `targets`, when given)."""
-    unlock = subprocess.run(
-        [*WITH_LOCK, "--configfile", str(config), "--unlock"], cwd=ROOT, capture_output=True
-    )
-    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    unlock(config)
     return subprocess.run(
         # Targets first: --configfile takes every word after it.
         [*WITH_LOCK, *targets, "--configfile", str(config)],
@@ -138,21 +144,21 @@ def test_same_config_seed_and_cache_give_identical_parquet(reference, server_url
 
 def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_outputs(reference, server_url, tmp_path):
     rng = random.Random(6)
-    expected = snapshot(reference)
+    config, out = trial_with_reference_caches(tmp_path, reference, server_url)
     hits = []
-    for i, stage in enumerate(TRIALS):
-        tmp = tmp_path / f"trial-{i}"
-        tmp.mkdir()
-        config, out = trial_with_reference_caches(tmp, reference, server_url)
-        # A random moment into the stage: the quickest stages last about two seconds.
+    # One run killed again and again: each kill lands in the resume of the run killed before it, a
+    # random moment into the next trial's stage (the quickest stages last about two seconds).
+    for stage in TRIALS:
+        if hits:
+            unlock(config)
         hits.append(
             kill_when(config, lambda pid, stage=stage: running_stage(pid) == stage, rng.uniform(0.0, 0.6))
         )
-        resumed = resume(config)
-        assert resumed.returncode == 0, f"trial {i} ({stage}): " + resumed.stderr[-5000:]
-        # Row for row what the uninterrupted run wrote, no half-written or temporary file left.
-        assert snapshot(out) == expected, f"trial {i}, killed during {hits[-1]}"
     print(f"kills landed during: {hits}")
+    resumed = resume(config)
+    assert resumed.returncode == 0, f"after kills during {hits}: " + resumed.stderr[-5000:]
+    # Row for row what the uninterrupted run wrote, no half-written or temporary file left.
+    assert snapshot(out) == snapshot(reference), f"killed during {hits}"
     assert len(set(hits) & set(STAGES)) >= 5, hits
 
 
