@@ -35,12 +35,12 @@ def pytest_collection_modifyitems(items):
             item.add_marker("fast")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vllm_engine():
     from pipeline.engines.vllm_engine import VLLMEngine
 
-    # The default config's local engine: its KV cache sized by `kv_cache_gib: auto`, so a test's
-    # engine and a server (or a second test run) fit side by side.
+    # The default config's local engine, one for the session (tests read its counters as differences):
+    # its KV cache sized by `kv_cache_gib: auto`, so it and a server or a test's jobs fit side by side.
     engine = VLLMEngine(load().engines["local"])
     yield engine
     engine.close()
