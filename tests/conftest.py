@@ -35,12 +35,14 @@ def pytest_collection_modifyitems(items):
             item.add_marker("fast")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_engine():
     from pipeline.engines.vllm_engine import VLLMEngine
 
-    # The default config's local engine, one for the session (tests read its counters as differences):
-    # its KV cache sized by `kv_cache_gib: auto`, so it and a server or a test's jobs fit side by side.
+    # The default config's local engine: its KV cache sized by `kv_cache_gib: auto`, so a test's
+    # engine and a server (or a second test run) fit side by side. One per module, not per session:
+    # any other engine closed in this process tears down vLLM's process-wide parallel groups, and a
+    # session engine then fails its next step ("pipeline model parallel group is not initialized").
     engine = VLLMEngine(load().engines["local"])
     yield engine
     engine.close()
