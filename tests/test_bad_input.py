@@ -457,7 +457,14 @@ def test_tree_of_a_template_syntax_problem_keeps_its_text_and_every_node(vllm_en
     source.write_text(
         line + "\n" + json.dumps({"id": "easy", "problem": "What is 2 + 3?", "answer": "5"}) + "\n"
     )
-    cfg = load(overrides={"problems": {"source": str(source)}, "policy": {"width": 2, "max_depth": 2}})
+    # Short steps and verdicts: what is tested is the prompts and the nodes, not what the model says.
+    cfg = load(
+        overrides={
+            "problems": {"source": str(source)},
+            "policy": {"width": 2, "max_depth": 2, "max_step_tokens": 32},
+            "critic": {"max_tokens": 48},
+        }
+    )
     run_problems(cfg, tmp_path / "problems")
     shard = problems_of(tmp_path / "problems")
     engine = SharedEngine(vllm_engine)
