@@ -65,6 +65,11 @@ def snapshot(out: Path) -> dict[str, object]:
     return files
 
 
+def shard_rows(folder: Path) -> list[dict]:
+    """Every row of a stage's shards in `folder`, in shard order."""
+    return [r for path in sorted(folder.glob("shard-*.parquet")) for r in pq.read_table(path).to_pylist()]
+
+
 def copy_caches(source: Path, target: Path) -> None:
     """Every response cache of the run in `source` to the same place under `target`."""
     for cache in sorted(source.rglob("*.cache.sqlite")):

@@ -26,6 +26,7 @@ from pipeline.search.builder import TreeBuilder
 from pipeline.stages.polish import run_polish
 from pipeline.stages.problems import run_problems
 from tests.fake_engine import SharedEngine
+from tests.snakemake_run import shard_rows
 
 # Good rows around each bad one; what they must become (ids and answers as text, answers stripped).
 GOOD = [
@@ -137,10 +138,6 @@ def config(source, **problems):
     return load(overrides={"problems": {"source": str(source), **problems}})
 
 
-def problems_of(out_dir) -> list[dict]:
-    return [r for p in sorted(out_dir.glob("shard-*.parquet")) for r in pq.read_table(p).to_pylist()]
-
-
 def rejects_of(out_dir) -> list[dict]:
     return pq.read_table(out_dir / "rejects.parquet").to_pylist()
 
@@ -179,7 +176,7 @@ def assert_reason(got: str, reason: str) -> None:
 def test_bad_row_becomes_one_reject_and_the_good_rows_come_through(tmp_path, line, field, problem_id, reason):
     stats = run_problems(config(jsonl_with(tmp_path, [line])), tmp_path / "out")
 
-    kept = problems_of(tmp_path / "out")
+    kept = shard_rows(tmp_path / "out")
     assert [(p["problem_id"], p["problem"], p["answer"]) for p in kept] == KEPT
     assert json.loads(kept[0]["meta"]) == {"level": 1}
     (reject,) = rejects_of(tmp_path / "out")
@@ -199,7 +196,7 @@ def test_all_bad_rows_in_one_file_are_each_rejected_and_counted(tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="pipeline.stages.problems"):
         stats = run_problems(config(jsonl_with(tmp_path, lines)), tmp_path / "out")
 
-    assert [(p["problem_id"], p["problem"], p["answer"]) for p in problems_of(tmp_path / "out")] == KEPT
+    assert [(p["problem_id"], p["problem"], p["answer"]) for p in shard_rows(tmp_path / "out")] == KEPT
     rejects = rejects_of(tmp_path / "out")
     assert [r["field"] for r in rejects] == [p.values[1] for p in BAD_ROWS]
     assert stats["rows_read"] == stats["problems"] + stats["rejected"] == len(GOOD) + len(BAD_ROWS)
@@ -219,7 +216,7 @@ def test_max_chars_is_a_config_field_and_its_limit_is_inclusive(tmp_path):
 
     stats = run_problems(config(source, max_chars=50, fields={"id": None}), tmp_path / "out")
 
-    assert [p["problem"] for p in problems_of(tmp_path / "out")] == [at_limit]
+    assert [p["problem"] for p in shard_rows(tmp_path / "out")] == [at_limit]
     (reject,) = rejects_of(tmp_path / "out")
     assert (reject["row"], reject["field"]) == (1, "problem")
     assert reject["reason"] == "too long: 51 characters (problems.max_chars is 50)"
@@ -233,7 +230,7 @@ def test_template_syntax_in_a_problem_is_kept_verbatim(tmp_path, text):
 
     run_problems(config(jsonl_with(tmp_path, [line])), tmp_path / "out")
 
-    kept = [(p["problem_id"], p["problem"], p["answer"]) for p in problems_of(tmp_path / "out")]
+    kept = [(p["problem_id"], p["problem"], p["answer"]) for p in shard_rows(tmp_path / "out")]
     assert kept == [KEPT[0], ("template", problem, "{5}"), *KEPT[1:]]
     assert rejects_of(tmp_path / "out") == []
 
@@ -466,7 +463,7 @@ def test_tree_of_a_template_syntax_problem_keeps_its_text_and_every_node(vllm_en
         }
     )
     run_problems(cfg, tmp_path / "problems")
-    shard = problems_of(tmp_path / "problems")
+    shard = shard_rows(tmp_path / "problems")
     engine = SharedEngine(vllm_engine)
     prompt_tokens = vllm_engine.stats.prompt_tokens
 

@@ -8,7 +8,6 @@ import re
 import time
 from collections import Counter
 
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import CriticConfig
@@ -19,7 +18,7 @@ from pipeline.scorers.critic import Critic
 from pipeline.testing.vllm_server import SERVED_MODEL_NAME, served_engine
 from tests.conftest import EASY_PROBLEMS
 from tests.fault_proxy import BAD_CRITIC, TRANSIENT, FaultProxy, body_hash, text_of
-from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
+from tests.snakemake_run import ROOT, assert_no_secret, shard_rows, snakemake, write_config
 
 pytestmark = pytest.mark.server
 
@@ -154,9 +153,7 @@ def test_a_run_through_a_faulty_endpoint_completes_and_records_every_permanent_f
     assert all(injected[f] >= 1 for f in (*TRANSIENT, *BAD_CRITIC, "500_always")), injected
 
     out = tmp_path / "outputs" / "faults"
-    nodes = [
-        n for path in sorted((out / "trees").glob("shard-*.parquet")) for n in pq.read_table(path).to_pylist()
-    ]
+    nodes = shard_rows(out / "trees")
     stats = json.loads((out / "stats.json").read_text())
     # Nothing lost: every problem has its tree, and the poisoned one records why it has no children.
     assert {n["problem_id"] for n in nodes if n["parent_id"] < 0} == {"pens", "add-2-3", "poisoned"}

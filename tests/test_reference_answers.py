@@ -15,6 +15,7 @@ import pytest
 from pipeline.answers import AnswerChecker
 from pipeline.config import PROJECT_ROOT, ConfigError, load
 from pipeline.stages.problems import run_problems
+from tests.snakemake_run import shard_rows
 
 SAMPLE = PROJECT_ROOT / "pipeline" / "data" / "sample_problems.jsonl"
 
@@ -73,10 +74,6 @@ def write_parquet(path, rows):
     return path
 
 
-def problems(out_dir) -> list[dict]:
-    return [r for p in sorted(out_dir.glob("shard-*.parquet")) for r in pq.read_table(p).to_pylist()]
-
-
 def rejects(out_dir) -> list[dict]:
     return pq.read_table(out_dir / "rejects.parquet").to_pylist()
 
@@ -95,7 +92,7 @@ def test_a_gsm8k_answer_is_the_number_after_its_final_marker(tmp_path):
 
     stats = run_problems(config(source, GSM8K_FIELDS), tmp_path / "out")
 
-    rows = problems(tmp_path / "out")
+    rows = shard_rows(tmp_path / "out")
     assert [r["answer"] for r in rows] == ["72", "10", "1000"]
     # The worked solution is kept whole, under its own column's name.
     assert [json.loads(r["meta"]) for r in rows] == [{"answer": g["answer"]} for g in GSM8K]
@@ -108,7 +105,7 @@ def test_a_gsm8k_answer_is_the_number_after_its_final_marker(tmp_path):
 def test_a_gsm8k_reference_checks_its_final_answer_not_a_middle_one(tmp_path, checker):
     source = write_jsonl(tmp_path / "gsm8k.jsonl", GSM8K)
     run_problems(config(source, GSM8K_FIELDS), tmp_path / "out")
-    natalia, _, melons = (r["answer"] for r in problems(tmp_path / "out"))
+    natalia, _, melons = (r["answer"] for r in shard_rows(tmp_path / "out"))
 
     verdicts = checker.verdicts(
         [
@@ -137,7 +134,7 @@ def test_a_gsm8k_field_without_a_final_marker_line_is_rejected(tmp_path, field, 
 
     stats = run_problems(config(source, GSM8K_FIELDS, answer_format="gsm8k"), tmp_path / "out")
 
-    assert [r["answer"] for r in problems(tmp_path / "out")] == ["72"]
+    assert [r["answer"] for r in shard_rows(tmp_path / "out")] == ["72"]
     (reject,) = rejects(tmp_path / "out")
     assert (reject["row"], reject["field"]) == (1, "answer")
     assert "####" in reject["reason"]
@@ -151,7 +148,7 @@ def test_thousands_separators_are_dropped_only_where_unambiguous(tmp_path):
 
     run_problems(config(source, GSM8K_FIELDS), tmp_path / "out")
 
-    assert [r["answer"] for r in problems(tmp_path / "out")] == ["12345", "-1000.5", "1,2", "(1,2)", "0,5"]
+    assert [r["answer"] for r in shard_rows(tmp_path / "out")] == ["12345", "-1000.5", "1,2", "(1,2)", "0,5"]
 
 
 # ---- MATH: a worked solution's \boxed{} -----------------------------------------------------------
@@ -162,7 +159,7 @@ def test_a_math_solution_is_read_for_its_box_and_kept_whole(tmp_path):
 
     stats = run_problems(config(source, MATH_FIELDS), tmp_path / "out")
 
-    rows = problems(tmp_path / "out")
+    rows = shard_rows(tmp_path / "out")
     # Nested braces are the box's content; the same answer boxed twice is one answer.
     assert [r["answer"] for r in rows] == ["\\frac{1}{2}", "16", "5"]
     assert json.loads(rows[0]["meta"]) == {
@@ -180,7 +177,7 @@ def test_boxes_that_give_different_answers_are_a_reject_naming_the_row(tmp_path)
 
     stats = run_problems(config(source, MATH_FIELDS), tmp_path / "out")
 
-    assert [r["answer"] for r in problems(tmp_path / "out")] == ["\\frac{1}{2}", "16"]
+    assert [r["answer"] for r in shard_rows(tmp_path / "out")] == ["\\frac{1}{2}", "16"]
     (reject,) = rejects(tmp_path / "out")
     assert (reject["row"], reject["field"]) == (2, "answer")
     assert reject["reason"] == "its boxes give different answers: \\boxed{2}, \\boxed{3}"
@@ -216,9 +213,9 @@ def test_boxed_reads_a_lone_box_and_plain_keeps_the_field_as_it_is(tmp_path):
     run_problems(config(source, MATH_FIELDS, answer_format="boxed"), tmp_path / "boxed")
     run_problems(config(source, MATH_FIELDS, answer_format="plain"), tmp_path / "plain")
 
-    assert [r["answer"] for r in problems(tmp_path / "boxed")] == ["5", "\\frac{1}{2}"]
-    assert [r["answer"] for r in problems(tmp_path / "plain")] == ["\\boxed{5}", HALF]
-    assert [r["meta"] for r in problems(tmp_path / "plain")] == ["{}", "{}"]
+    assert [r["answer"] for r in shard_rows(tmp_path / "boxed")] == ["5", "\\frac{1}{2}"]
+    assert [r["answer"] for r in shard_rows(tmp_path / "plain")] == ["\\boxed{5}", HALF]
+    assert [r["meta"] for r in shard_rows(tmp_path / "plain")] == ["{}", "{}"]
 
 
 # ---- auto: whichever the field shows ---------------------------------------------------------------
@@ -231,11 +228,11 @@ def test_auto_leaves_the_bundled_sample_exactly_as_before(tmp_path):
     )
 
     sample = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
-    rows = problems(tmp_path / "auto")
+    rows = shard_rows(tmp_path / "auto")
     assert [(r["problem_id"], r["answer"], r["meta"]) for r in rows] == [
         (s["id"], s["answer"], "{}") for s in sample
     ]
-    assert rows == problems(tmp_path / "plain")
+    assert rows == shard_rows(tmp_path / "plain")
     assert stats["reference_read"] == {"plain": 16, "gsm8k": 0, "boxed": 0}
 
 
@@ -257,7 +254,7 @@ def test_auto_reads_each_row_its_way_and_counts_them(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="pipeline.stages.problems"):
         stats = run_problems(config(source, MATH_FIELDS), tmp_path / "out")
 
-    assert [r["answer"] for r in problems(tmp_path / "out")] == [
+    assert [r["answer"] for r in shard_rows(tmp_path / "out")] == [
         "72", "\\frac{1}{2}", "5", "$\\boxed{6}$", "No", "C(10, 5), or equivalently 252",
     ]  # fmt: skip
     assert stats["reference_read"] == {"plain": 4, "gsm8k": 1, "boxed": 1}

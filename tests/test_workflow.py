@@ -16,7 +16,7 @@ import yaml
 from pipeline.io.tables import NODE_SCHEMA, POLISHED_SCHEMA, PROBLEM_SCHEMA, SFT_SCHEMA, THOUGHT_SCHEMA
 from pipeline.testing.vllm_server import SERVED_MODEL_NAME, served_engine
 from tests.conftest import EASY_PROBLEMS
-from tests.snakemake_run import ROOT, assert_no_secret, snakemake, write_config
+from tests.snakemake_run import ROOT, assert_no_secret, shard_rows, snakemake, write_config
 
 pytestmark = [pytest.mark.snakemake, pytest.mark.vllm]
 
@@ -311,9 +311,7 @@ def test_every_format_loads_with_datasets_and_trl_reads_it(run):
         # TRL renames the keys (from/value -> role/content) and keeps sharegpt's role names.
         assert is_conversational(maybe_convert_to_chatml(row))
 
-    trees = [
-        n for path in sorted((out / "trees").glob("shard-*.parquet")) for n in pq.read_table(path).to_pylist()
-    ]
+    trees = shard_rows(out / "trees")
     nodes = {(n["problem_id"], n["node_id"]): n for n in trees}
     for p in data["preference.parquet"]:
         assert nodes[p["problem_id"], p["chosen_leaf"]]["answer_correct"] is True
